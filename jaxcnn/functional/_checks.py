@@ -1,0 +1,108 @@
+"""Argument normalisation and validation shared by the functional ops.
+
+Everything here runs on static Python values (shapes, ints, strings) at trace
+time, so a bad argument raises a ValueError before XLA sees anything.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jax import lax
+
+# The layout names used in error messages, by number of spatial dims.
+ACTIVATION_LAYOUTS = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
+KERNEL_LAYOUTS = {1: "KIO (width, in, out)", 2: "HWIO", 3: "DHWIO"}
+
+
+def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
+    """An int or a length-``n`` sequence of ints, as a tuple of ``n`` ints."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        values = tuple(value)
+        if len(values) == n and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ):
+            return values
+    raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+
+
+def positive_tuple(value, n: int, name: str) -> tuple[int, ...]:
+    """Like :func:`as_tuple`, and every entry must be >= 1 (strides, dilations, windows)."""
+    values = as_tuple(value, n, name)
+    if any(v < 1 for v in values):
+        raise ValueError(f"{name} must be >= 1 in every dimension, got {value!r}")
+    return values
+
+
+def check_ndim(x, ndim: int, what: str = "input") -> None:
+    """Raise unless ``x`` has rank ``ndim + 2`` (batch, spatial..., channels)."""
+    layout = ACTIVATION_LAYOUTS.get(ndim, f"rank {ndim + 2}")
+    if getattr(x, "ndim", None) != ndim + 2:
+        raise ValueError(
+            f"expected {layout} {what} (rank {ndim + 2}), got shape {getattr(x, 'shape', x)}"
+        )
+
+
+def explicit_padding(
+    padding,
+    spatial_shape: Sequence[int],
+    window_shape: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int] | None = None,
+) -> tuple[tuple[int, int], ...]:
+    """Every padding form the library accepts, as explicit ``(low, high)`` pairs.
+
+    Accepted forms (``n = len(spatial_shape)``):
+      - ``int``: the same on both sides of every spatial dim;
+      - ``n`` ints: per dim, both sides;
+      - ``n`` pairs ``((top, bottom), (left, right), ...)``;
+      - ``"SAME"`` (output size ``ceil(W / S)``) or ``"VALID"`` (no padding).
+
+    Raises ValueError for negative padding or a form that does not match ``n``.
+    """
+    n = len(spatial_shape)
+    dilation = tuple(dilation) if dilation is not None else (1,) * n
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode not in ("SAME", "VALID"):
+            raise ValueError(
+                f'padding must be an int, {n} ints, {n} (low, high) pairs, "SAME" or "VALID"; '
+                f"got {padding!r}"
+            )
+        effective = [(k - 1) * d + 1 for k, d in zip(window_shape, dilation)]
+        return tuple(
+            tuple(p) for p in lax.padtype_to_pads(tuple(spatial_shape), effective, tuple(strides), mode)
+        )
+    if isinstance(padding, Sequence) and len(padding) == n and all(
+        isinstance(p, Sequence) and not isinstance(p, str) for p in padding
+    ):
+        pairs = tuple(tuple(p) for p in padding)
+        if not all(len(p) == 2 and all(isinstance(v, int) for v in p) for p in pairs):
+            raise ValueError(f"padding pairs must be (low, high) ints, got {padding!r}")
+    else:
+        pads = as_tuple(padding, n, "padding")
+        pairs = tuple((p, p) for p in pads)
+    if any(v < 0 for p in pairs for v in p):
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    return pairs
+
+
+def check_window_fits(
+    spatial_shape: Sequence[int],
+    window_shape: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dilation: Sequence[int] | None = None,
+    what: str = "kernel",
+) -> None:
+    """Raise when the (dilated) window is larger than the padded input."""
+    dilation = tuple(dilation) if dilation is not None else (1,) * len(spatial_shape)
+    for size, k, (lo, hi), d in zip(spatial_shape, window_shape, pads, dilation):
+        effective = (k - 1) * d + 1
+        if effective > size + lo + hi:
+            raise ValueError(
+                f"{what} {tuple(window_shape)} (dilated extent {effective}) is larger than the "
+                f"padded input {tuple(spatial_shape)} with padding {tuple(pads)}"
+            )
