@@ -1,0 +1,153 @@
+"""One training update and one evaluation, as jit-compiled pure functions.
+
+``train_step(state, images, labels) -> (state, metrics)`` and
+``eval_step(state, images, labels) -> metrics``. The pmap and jit+sharding
+versions (``parallel.py``, ``sharded.py``) run the same bodies defined here
+(:func:`train_step_body`, :func:`eval_step_body`), so all three share one loss,
+one metric definition and one dropout-key rule.
+
+Metrics are ``{"loss": float32[], "accuracy": float32[]}``: the mean softmax
+cross-entropy and the fraction of argmax predictions equal to the label, both
+averaged over the batch (over the global batch in the multi-device steps).
+Weight decay is not in the loss: it is part of the optimizer
+(:func:`jaxcnn.train.make_optimizer`).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.functional.losses import softmax_cross_entropy
+from jaxcnn.train.state import TrainState
+
+
+def check_batch(images, labels) -> None:
+    """Raise ValueError unless ``images`` is (B, ...) with rank >= 2 and ``labels`` is int (B,).
+
+    Runs on static shapes, so it fails at trace time with a readable message.
+    """
+    if getattr(images, "ndim", 0) < 2:
+        raise ValueError(
+            f"images must be a batch (B, H, W, C) NHWC, got shape {getattr(images, 'shape', images)}"
+        )
+    if getattr(labels, "ndim", None) != 1:
+        raise ValueError(
+            f"labels must be integer class indices of shape (B,), got shape "
+            f"{getattr(labels, 'shape', labels)}"
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"images and labels must have the same batch size, got {images.shape[0]} images "
+            f"and {labels.shape[0]} labels"
+        )
+
+
+def _metrics(logits, labels) -> dict:
+    # jnp.mean also accepts a per-example loss vector: the mean is the contract.
+    loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def train_step_body(
+    state: TrainState, images, labels, *, axis_name: str | None = None
+) -> tuple[TrainState, dict]:
+    """The un-jitted update shared by :func:`train_step` and the multi-device steps.
+
+    With ``axis_name`` (inside ``pmap``) the gradients, metrics and new
+    batch_stats are averaged over that axis with ``lax.pmean`` and each device
+    folds its index into the dropout key (different masks per shard).
+
+    Args:
+      state: a :class:`TrainState`.
+      images: float32 (B, H, W, C), already normalised.
+      labels: int (B,).
+
+    Returns:
+      ``(new_state, {"loss", "accuracy"})``; ``new_state.step = state.step + 1``.
+    """
+    check_batch(images, labels)
+    dropout_rng = state.dropout_rng()
+    if axis_name is not None:
+        dropout_rng = jax.random.fold_in(dropout_rng, lax.axis_index(axis_name))
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        logits, new_model_state = state.apply_fn(
+            variables,
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_rng},
+        )
+        metrics = _metrics(logits, labels)
+        return metrics["loss"], (metrics, new_model_state)
+
+    (_, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
+    new_batch_stats = new_model_state.get("batch_stats", {}) if state.batch_stats else {}
+    if axis_name is not None:
+        grads = lax.pmean(grads, axis_name)
+        metrics = lax.pmean(metrics, axis_name)
+        # A no-op when BatchNorm is synchronised (every device already holds the
+        # global statistics); keeps the replicas identical when it is not.
+        new_batch_stats = lax.pmean(new_batch_stats, axis_name)
+    new_state = state.apply_gradients(grads=grads, batch_stats=new_batch_stats)
+    return new_state, metrics
+
+
+def eval_step_body(state: TrainState, images, labels, *, axis_name: str | None = None) -> dict:
+    """The un-jitted evaluation shared by :func:`eval_step` and the multi-device steps."""
+    check_batch(images, labels)
+    logits = state.apply_fn(state.variables(), images, train=False)
+    metrics = _metrics(logits, labels)
+    if axis_name is not None:
+        metrics = lax.pmean(metrics, axis_name)
+    return metrics
+
+
+@jax.jit
+def eval_step(state: TrainState, images, labels) -> dict:
+    """Loss and accuracy of the model in inference mode (running BN statistics, no dropout).
+
+    Args:
+      state: a :class:`TrainState` (not modified).
+      images: float32 (B, H, W, C), normalised like the training data.
+      labels: int (B,).
+
+    Returns:
+      ``{"loss": float32[], "accuracy": float32[]}``, means over the batch. To
+      average over a dataset with a smaller last batch, weight each batch by
+      its size.
+    """
+    return eval_step_body(state, images, labels)
+
+
+def _train_step(state: TrainState, images, labels) -> tuple[TrainState, dict]:
+    """One SGD-family update on a batch; jit-compiled, ``state`` is donated.
+
+    The model runs with ``train=True``, ``mutable=["batch_stats"]`` and
+    ``rngs={"dropout": fold_in(state.dropout_key, state.step)}``; the loss is
+    the mean softmax cross-entropy of ``jaxcnn.functional.losses``; the
+    optimizer ``state.tx`` applies the gradient (and weight decay).
+
+    Args:
+      state: a :class:`TrainState`. Donated: its buffers are reused for the
+        result, so do not use ``state`` after the call (keep the returned one).
+      images: float32 (B, H, W, C), normalised.
+      labels: int (B,) class indices.
+
+    Returns:
+      ``(new_state, {"loss": float32[], "accuracy": float32[]})``, the metrics
+      measured on this batch before the update.
+    """
+    return train_step_body(state, images, labels)
+
+
+train_step = jax.jit(_train_step, donate_argnums=0)
