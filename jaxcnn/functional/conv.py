@@ -1,0 +1,313 @@
+"""Convolution in 1, 2 and 3 spatial dimensions, and the patch extraction behind it.
+
+Layouts (fixed once, below): activations channels-last — NLC, NHWC, NDHWC —
+and kernels spatial-first — KIO, HWIO, DHWIO. A grouped kernel has
+``I = C / groups`` input channels, and group ``g`` produces output channels
+``g * O/groups ... (g + 1) * O/groups - 1`` (``lax`` ``feature_group_count``
+semantics, the same as PyTorch's ``groups``).
+
+Output size along each spatial dim (``P_lo + P_hi`` the total padding)::
+
+    out = floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1
+
+Two implementations compute the same numbers:
+
+- ``impl="xla"``: one ``lax.conv_general_dilated``;
+- ``impl="im2col"``: :func:`unfold` the input into patches (pad + strided
+  slices, no convolution primitive), then one matrix product per group.
+
+The implementation is chosen in :func:`_select_impl` so a shape-dependent
+choice can be added there without touching the rest.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.functional._checks import (
+    KERNEL_LAYOUTS,
+    check_ndim,
+    check_window_fits,
+    explicit_padding,
+    positive_tuple,
+)
+
+# (input, kernel, output) layouts per number of spatial dims, for lax.
+DIMENSION_NUMBERS = {
+    1: ("NWC", "WIO", "NWC"),
+    2: ("NHWC", "HWIO", "NHWC"),
+    3: ("NDHWC", "DHWIO", "NDHWC"),
+}
+
+IMPLS = ("xla", "im2col")
+
+Pads = tuple[tuple[int, int], ...]
+
+
+# ----------------------------------------------------------------------------
+# Patch extraction
+# ----------------------------------------------------------------------------
+
+
+def _output_spatial_shape(
+    spatial_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Pads,
+    dilation: Sequence[int],
+) -> tuple[int, ...]:
+    return tuple(
+        (size + lo + hi - d * (k - 1) - 1) // s + 1
+        for size, k, s, (lo, hi), d in zip(spatial_shape, kernel_shape, strides, pads, dilation)
+    )
+
+
+def _unfold_nd(
+    x: jnp.ndarray,
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Pads,
+    dilation: Sequence[int],
+) -> jnp.ndarray:
+    """Patches of a channels-last input with validated, explicit arguments.
+
+    ``x``: (N, *spatial, C) -> (N, *out_spatial, prod(kernel_shape) * C), features
+    ordered (k_0, k_1, ..., c), i.e. the row-major flattening of a kernel
+    ``(*kernel_shape, C)``.
+
+    Built from one zero pad and one strided slice per kernel offset: every
+    offset's slice is the input sample that offset sees at every output
+    position, so stacking them is exactly im2col.
+    """
+    n = len(kernel_shape)
+    out_shape = _output_spatial_shape(x.shape[1:-1], kernel_shape, strides, pads, dilation)
+    padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    batch, channels = x.shape[0], x.shape[-1]
+    slices = []
+    for offset in itertools.product(*(range(k) for k in kernel_shape)):
+        start = tuple(o * d for o, d in zip(offset, dilation))
+        limit = tuple(st + (out - 1) * s + 1 for st, out, s in zip(start, out_shape, strides))
+        slices.append(
+            lax.slice(
+                padded,
+                (0, *start, 0),
+                (batch, *limit, channels),
+                (1, *strides, 1),
+            )
+        )
+    patches = jnp.stack(slices, axis=n + 1)  # (N, *out, prod(K), C)
+    return patches.reshape(batch, *out_shape, len(slices) * channels)
+
+
+def unfold(x, kernel_size, *, stride=1, padding=0, dilation=1) -> jnp.ndarray:
+    """Image patches of an NHWC batch as vectors (im2col).
+
+    Args:
+      x: (N, H, W, C).
+      kernel_size: int or (KH, KW).
+      stride, dilation: int or (SH, SW) / (DH, DW), each >= 1.
+      padding: int, (PH, PW), ((top, bottom), (left, right)), "SAME" or "VALID";
+        the padding value is zero.
+
+    Returns:
+      (N, H', W', KH * KW * C) with ``H' = floor((H + top + bottom - DH*(KH-1) - 1) / SH) + 1``
+      (likewise W'). Features are ordered (kh, kw, c), so for an HWIO kernel
+      ``w`` of shape (KH, KW, C, O)::
+
+          unfold(x, (KH, KW)) @ w.reshape(-1, O) == conv2d(x, w)
+    """
+    check_ndim(x, 2)
+    kernel_shape = positive_tuple(kernel_size, 2, "kernel_size")
+    strides = positive_tuple(stride, 2, "stride")
+    dilations = positive_tuple(dilation, 2, "dilation")
+    pads = explicit_padding(padding, x.shape[1:3], kernel_shape, strides, dilations)
+    check_window_fits(x.shape[1:3], kernel_shape, pads, dilations)
+    return _unfold_nd(x, kernel_shape, strides, pads, dilations)
+
+
+# ----------------------------------------------------------------------------
+# Implementations: (x, w, strides, pads, dilation, groups) -> y, arguments validated
+# ----------------------------------------------------------------------------
+
+
+def _conv_xla(x, w, strides, pads, dilation, groups):
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=strides,
+        padding=pads,
+        rhs_dilation=dilation,
+        dimension_numbers=DIMENSION_NUMBERS[x.ndim - 2],
+        feature_group_count=groups,
+    )
+
+
+def _conv_im2col(x, w, strides, pads, dilation, groups):
+    n = x.ndim - 2
+    kernel_shape = w.shape[:n]
+    group_in, out_channels = w.shape[-2], w.shape[-1]
+    patches = _unfold_nd(x, kernel_shape, strides, pads, dilation)  # (N, *out, K*C)
+    if groups == 1:
+        return patches @ w.reshape(-1, out_channels)
+    # Channel c of the input is (group c // I, index c % I); split the patch
+    # features and the kernel that way and contract each group separately.
+    window = patches.shape[-1] // x.shape[-1]
+    patches = patches.reshape(*patches.shape[:-1], window, groups, group_in)
+    kernel = w.reshape(window, group_in, groups, out_channels // groups)
+    y = jnp.einsum("...kgi,kigo->...go", patches, kernel)
+    return y.reshape(*y.shape[:-2], out_channels)
+
+
+_IMPLEMENTATIONS: dict[str, Callable] = {"xla": _conv_xla, "im2col": _conv_im2col}
+
+
+def _select_impl(impl: str, x_shape, w_shape, strides, pads, dilation, groups) -> Callable:
+    """The convolution function for ``impl``; the shapes let a future choice depend on them."""
+    del x_shape, w_shape, strides, pads, dilation, groups  # only fixed choices so far
+    if impl not in _IMPLEMENTATIONS:
+        names = ", ".join(repr(name) for name in _IMPLEMENTATIONS)
+        raise ValueError(f"unknown impl {impl!r}; expected one of {names}")
+    return _IMPLEMENTATIONS[impl]
+
+
+# ----------------------------------------------------------------------------
+# Validation shared by conv1d/2d/3d
+# ----------------------------------------------------------------------------
+
+
+def _conv_arguments(x, w, b, *, ndim, stride, padding, dilation, groups):
+    """Validate convolution arguments; return ``(strides, pads, dilation)`` explicit.
+
+    Raises ValueError naming the problem (rank, channels, groups, stride,
+    dilation, padding, kernel size, bias shape).
+    """
+    check_ndim(x, ndim)
+    kernel_layout = KERNEL_LAYOUTS[ndim]
+    if getattr(w, "ndim", None) != ndim + 2:
+        raise ValueError(
+            f"expected {kernel_layout} kernel (rank {ndim + 2}), got shape {getattr(w, 'shape', w)}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    in_channels = x.shape[-1]
+    group_in, out_channels = w.shape[-2], w.shape[-1]
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C={in_channels}")
+    if out_channels % groups:
+        raise ValueError(f"groups={groups} must divide the output channels O={out_channels}")
+    if group_in * groups != in_channels:
+        raise ValueError(
+            f"channels mismatch: input has C={in_channels} channels, so a {kernel_layout} kernel "
+            f"with groups={groups} needs I=C/groups={in_channels // groups} input channels; "
+            f"got kernel shape {w.shape}"
+        )
+    if b is not None and getattr(b, "shape", None) != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) (the kernel's output channels), "
+            f"got {getattr(b, 'shape', b)}"
+        )
+    strides = positive_tuple(stride, ndim, "stride")
+    dilations = positive_tuple(dilation, ndim, "dilation")
+    spatial_shape = x.shape[1:-1]
+    kernel_shape = w.shape[:ndim]
+    pads = explicit_padding(padding, spatial_shape, kernel_shape, strides, dilations)
+    check_window_fits(spatial_shape, kernel_shape, pads, dilations)
+    return strides, pads, dilations
+
+
+def _conv(x, w, b, *, ndim, stride, padding, dilation, groups, impl):
+    x, w = jnp.asarray(x), jnp.asarray(w)
+    strides, pads, dilations = _conv_arguments(
+        x, w, b, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+    conv = _select_impl(impl, x.shape, w.shape, strides, pads, dilations, groups)
+    # Both implementations need one dtype; promote like jnp arithmetic does.
+    dtype = jnp.result_type(x, w)
+    y = conv(x.astype(dtype), w.astype(dtype), strides, pads, dilations, groups)
+    if b is not None:
+        y = y + b
+    return y
+
+
+def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+    """1-D convolution (cross-correlation, as in every deep-learning library).
+
+    Args:
+      x: (N, L, C) input.
+      w: (K, I, O) kernel with ``I = C / groups``; ``O`` divisible by ``groups``.
+      b: optional (O,) bias.
+      stride: int or 1 ints, >= 1.
+      padding: int, 1 ints, 1 (low, high) pairs, "SAME" (output ``ceil(size / stride)``)
+        or "VALID" (none). Pads with zeros.
+      dilation: int or 1 ints, >= 1 (spacing between kernel taps).
+      groups: number of channel groups (1 = dense, C = depthwise).
+      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+
+    Returns:
+      (N, L', O), each spatial size
+      ``floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1``.
+
+    Raises:
+      ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
+        kernel larger than the padded input, bias not (O,), unknown impl.
+    """
+    return _conv(
+        x, w, b, ndim=1, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+    )
+
+
+def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    Args:
+      x: (N, H, W, C) input.
+      w: (KH, KW, I, O) kernel with ``I = C / groups``; ``O`` divisible by ``groups``.
+      b: optional (O,) bias.
+      stride: int or 2 ints, >= 1.
+      padding: int, 2 ints, 2 (low, high) pairs, "SAME" (output ``ceil(size / stride)``)
+        or "VALID" (none). Pads with zeros.
+      dilation: int or 2 ints, >= 1 (spacing between kernel taps).
+      groups: number of channel groups (1 = dense, C = depthwise).
+      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+
+    Returns:
+      (N, H', W', O), each spatial size
+      ``floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1``.
+
+    Raises:
+      ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
+        kernel larger than the padded input, bias not (O,), unknown impl.
+    """
+    return _conv(
+        x, w, b, ndim=2, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+    )
+
+
+def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+    """3-D convolution (cross-correlation, as in every deep-learning library).
+
+    Args:
+      x: (N, D, H, W, C) input.
+      w: (KD, KH, KW, I, O) kernel with ``I = C / groups``; ``O`` divisible by ``groups``.
+      b: optional (O,) bias.
+      stride: int or 3 ints, >= 1.
+      padding: int, 3 ints, 3 (low, high) pairs, "SAME" (output ``ceil(size / stride)``)
+        or "VALID" (none). Pads with zeros.
+      dilation: int or 3 ints, >= 1 (spacing between kernel taps).
+      groups: number of channel groups (1 = dense, C = depthwise).
+      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+
+    Returns:
+      (N, D', H', W', O), each spatial size
+      ``floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1``.
+
+    Raises:
+      ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
+        kernel larger than the padded input, bias not (O,), unknown impl.
+    """
+    return _conv(
+        x, w, b, ndim=3, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+    )
