@@ -2,3 +2,4 @@
 
 Each submodule appends its public names below (one block per submodule).
 """
+from jaxcnn.functional.conv import conv1d, conv2d, conv3d, unfold
