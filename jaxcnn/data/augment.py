@@ -1,0 +1,55 @@
+"""Data augmentation for CIFAR-style training, in JAX (runs under jit, on device)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.functional._checks import check_ndim
+
+
+def crop_flip_params(key, batch_size: int, *, padding: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The random choices :func:`random_crop_flip` makes for ``key``.
+
+    Returns:
+        ``offsets``: ``(batch_size, 2)`` int32, the (row, column) of each crop's
+        top-left corner in the padded image, each uniform in ``[0, 2 * padding]``;
+        ``flips``: ``(batch_size,)`` bool, True with probability 0.5.
+    """
+    crop_key, flip_key = jax.random.split(key)
+    offsets = jax.random.randint(crop_key, (batch_size, 2), 0, 2 * padding + 1, dtype=jnp.int32)
+    flips = jax.random.bernoulli(flip_key, 0.5, (batch_size,))
+    return offsets, flips
+
+
+def random_crop_flip(key, images, *, padding: int = 4):
+    """Random translation by up to ``padding`` pixels and a random horizontal flip, per image.
+
+    As in He et al. 2015 (CIFAR-10): pad each side by ``padding`` pixels with
+    zeros, take an ``H x W`` crop at a uniformly random position, and mirror it
+    left-right with probability 0.5. The pad value is 0 in the input's units:
+    black on uint8 images, the dataset mean on normalized images (He et al.
+    subtract the mean first).
+
+    Args:
+        key: a ``jax.random`` key; the same key gives the same result.
+        images: ``(B, H, W, C)`` NHWC, any dtype.
+        padding: pixels added on each side, >= 0 (0 gives flips only).
+
+    Returns:
+        ``(B, H, W, C)``, the dtype of ``images``. Image ``i`` is
+        ``padded[i, r:r + H, c:c + W]`` (mirrored when ``flips[i]``) with
+        ``(r, c) = offsets[i]`` from :func:`crop_flip_params`.
+    """
+    check_ndim(images, 2, "images")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    batch, height, width, channels = images.shape
+    offsets, flips = crop_flip_params(key, batch, padding=padding)
+    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+    def crop(image, offset):
+        return lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
+
+    cropped = jax.vmap(crop)(padded, offsets)
+    return jnp.where(flips[:, None, None, None], cropped[:, :, ::-1, :], cropped)
