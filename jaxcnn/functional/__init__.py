@@ -3,3 +3,12 @@
 Each submodule appends its public names below (one block per submodule).
 """
 from jaxcnn.functional.conv import conv1d, conv2d, conv3d, unfold
+from jaxcnn.functional.shapes import conv_output_shape, conv_output_size
+from jaxcnn.functional.pool import (
+    avg_pool2d,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool2d,
+    max_pool2d,
+)
+from jaxcnn.functional.batch_norm import batch_norm, batch_norm_init, fold_batch_norm

@@ -1,0 +1,212 @@
+"""Window pooling over NHWC activations: max, average, power-average (Lp), global.
+
+Shapes (all functions here): ``x`` is ``(N, H, W, C)``; a window ``(KH, KW)``
+moves with stride ``(SH, SW)`` (default: the window, i.e. non-overlapping)
+over the input padded by ``(top, bottom), (left, right)``. The output is
+``(N, H', W', C)`` with the usual floor formula per spatial dim::
+
+    H' = floor((H + top + bottom - KH) / SH) + 1
+
+Pooling acts on each channel separately and never mixes examples.
+
+Adaptive and distance-weighted pooling live in :mod:`jaxcnn.functional.adaptive_pool`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.functional._checks import (
+    check_ndim,
+    check_window_fits,
+    explicit_padding,
+    positive_tuple,
+)
+
+__all__ = [
+    "max_pool2d",
+    "avg_pool2d",
+    "lp_pool2d",
+    "global_avg_pool",
+    "global_max_pool",
+]
+
+
+def pool_geometry(x, window, stride, padding, *, op: str):
+    """Validated ``(window, strides, pads)`` for a 2-D pool over NHWC ``x``.
+
+    Shared by every windowed pool in the package (``op`` names the caller in
+    error messages). Raises ValueError for a non-NHWC input, a window or
+    stride below 1, a malformed or negative padding, a window larger than the
+    padded input, or padding so large that a window could hold only padding
+    (each side must be smaller than the window, so every output sees at least
+    one input element; PyTorch is stricter and allows at most half a window).
+    """
+    check_ndim(x, 2, what=f"{op} input")
+    window = positive_tuple(window, 2, "window")
+    strides = window if stride is None else positive_tuple(stride, 2, "stride")
+    spatial = tuple(x.shape[1:3])
+    pads = explicit_padding(padding, spatial, window, strides)
+    check_window_fits(spatial, window, pads, what="window")
+    for k, (lo, hi) in zip(window, pads):
+        if lo >= k or hi >= k:
+            raise ValueError(
+                f"{op}: padding {pads} must be smaller than the window {window} on every "
+                f"side, otherwise some windows would contain only padding"
+            )
+    return window, strides, pads
+
+
+def _as_nhwc(dims2d, fill):
+    """Lift per-spatial-dim values (H, W) to the 4 NHWC dims."""
+    return (fill,) + tuple(dims2d) + (fill,)
+
+
+def _accumulation_dtype(dtype):
+    """Sums of bf16/f16 values are accumulated in float32 to avoid round-off."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _max_identity(dtype) -> np.ndarray:
+    """The identity of max for ``dtype`` (-inf, or the lowest integer).
+
+    Passing it as a concrete scalar of the input's dtype makes JAX lower to the
+    reduce_window_max primitive, whose VJP/JVP rules are documented in max_pool2d.
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.array(-np.inf, dtype)
+    return np.array(jnp.iinfo(dtype).min, dtype)
+
+
+def max_pool2d(x, window, stride=None, padding=0):
+    """Max over each ``window`` of NHWC ``x``; output ``(N, H', W', C)``.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      window: ``KH`` or ``(KH, KW)``.
+      stride: ``S`` or ``(SH, SW)``; ``None`` (default) means the window.
+      padding: int, ``(PH, PW)``, ``((top, bottom), (left, right))``, ``"SAME"``
+        or ``"VALID"``. Padded positions hold ``-inf`` so they never win.
+
+    ``H' = floor((H + top + bottom - KH) / SH) + 1`` (likewise ``W'``).
+
+    Gradient rule for ties (the VJP of ``lax.reduce_window`` max, determined by
+    experiment and pinned by tests): each output's gradient goes, whole, to a
+    single input -- the FIRST maximal element of its window in row-major order
+    (top row first, left to right). Other tied elements get zero. When windows
+    overlap, an input that is the chosen maximum of several windows receives
+    the sum of their gradients. The forward-mode (JVP) rule picks the same
+    element. PyTorch's ``max_pool2d`` picks the same element for windows fully
+    inside the input.
+    """
+    window, strides, pads = pool_geometry(x, window, stride, padding, op="max_pool2d")
+    return lax.reduce_window(
+        x, _max_identity(x.dtype), lax.max, _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0))
+    )
+
+
+def _window_counts_1d(size: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
+    """How many real (non-padding) inputs each 1-D window covers."""
+    out = (size + lo + hi - k) // s + 1
+    starts = np.arange(out) * s - lo
+    return np.minimum(starts + k, size) - np.maximum(starts, 0)
+
+
+def avg_pool2d(x, window, stride=None, padding=0, count_include_pad=True):
+    """Mean over each ``window`` of NHWC ``x``; output ``(N, H', W', C)``.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      window, stride, padding: as in :func:`max_pool2d`; padding is zeros.
+      count_include_pad: if True (PyTorch's default), every window is divided
+        by ``KH * KW``, padding included; if False, by the number of real
+        inputs it covers (so border outputs are true means of real pixels).
+
+    ``H' = floor((H + top + bottom - KH) / SH) + 1`` (likewise ``W'``).
+    bf16/f16 inputs are summed in float32 and returned in their own dtype.
+    Gradient: each output distributes its gradient equally (divided by the
+    same count) to every input of its window.
+    """
+    window, strides, pads = pool_geometry(x, window, stride, padding, op="avg_pool2d")
+    if not isinstance(count_include_pad, bool):
+        raise ValueError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    acc = x.astype(_accumulation_dtype(x.dtype))
+    sums = lax.reduce_window(
+        acc, np.array(0, acc.dtype), lax.add,
+        _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0)),
+    )
+    if count_include_pad:
+        counts = np.array(window[0] * window[1], dtype=np.float64)
+    else:
+        # The counts depend only on static shapes, so they are NumPy constants.
+        per_dim = [
+            _window_counts_1d(n, k, s, lo, hi)
+            for n, k, s, (lo, hi) in zip(x.shape[1:3], window, strides, pads)
+        ]
+        counts = np.outer(per_dim[0], per_dim[1])[None, :, :, None].astype(np.float64)
+    return (sums / counts.astype(acc.dtype)).astype(x.dtype)
+
+
+def lp_pool2d(x, p, window, stride=None):
+    """Power-average pooling ``(sum over window of x**p) ** (1/p)`` (PyTorch ``LPPool2d``).
+
+    Args:
+      x: ``(N, H, W, C)``.
+      p: the power, a positive finite number. ``p = 1`` is sum pooling,
+        ``p = 2`` the Euclidean norm of each window; large ``p`` approaches
+        max pooling of ``|x|``.
+      window, stride: as in :func:`max_pool2d`. No padding (as in PyTorch).
+
+    Output ``(N, H', W', C)`` with ``H' = floor((H - KH) / SH) + 1``.
+    As in PyTorch, ``x**p`` of a negative ``x`` with non-integer ``p`` is NaN,
+    and a window whose power-sum is 0 has an infinite gradient for ``p > 1``.
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not np.isfinite(p) or p <= 0:
+        raise ValueError(
+            f"lp_pool2d: p must be a positive finite number, got {p!r} "
+            "(use max_pool2d for p = inf)"
+        )
+    window, strides, pads = pool_geometry(x, window, stride, 0, op="lp_pool2d")
+    acc = x.astype(_accumulation_dtype(x.dtype))
+    powered = acc if p == 1 else acc**p
+    sums = lax.reduce_window(
+        powered, np.array(0, acc.dtype), lax.add,
+        _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0)),
+    )
+    return (sums if p == 1 else sums ** (1.0 / p)).astype(x.dtype)
+
+
+def _check_global_input(x, op: str) -> tuple[int, ...]:
+    if getattr(x, "ndim", None) not in (3, 4, 5):
+        raise ValueError(
+            f"{op}: expected NLC, NHWC or NDHWC input (rank 3-5, channels last), "
+            f"got shape {getattr(x, 'shape', x)}"
+        )
+    if any(d == 0 for d in x.shape[1:-1]):
+        raise ValueError(f"{op}: spatial dims must be non-empty, got shape {x.shape}")
+    return tuple(range(1, x.ndim - 1))
+
+
+def global_avg_pool(x):
+    """Mean over every spatial position: ``(N, H, W, C) -> (N, C)``.
+
+    Also accepts NLC ``(N, L, C)`` and NDHWC ``(N, D, H, W, C)``. bf16/f16 are
+    averaged in float32 and returned in their own dtype.
+    """
+    axes = _check_global_input(x, "global_avg_pool")
+    return jnp.mean(x.astype(_accumulation_dtype(x.dtype)), axis=axes).astype(x.dtype)
+
+
+def global_max_pool(x):
+    """Max over every spatial position: ``(N, H, W, C) -> (N, C)``.
+
+    Also accepts NLC and NDHWC. Same gradient rule for ties as
+    :func:`max_pool2d`: the first maximal position in row-major order gets the
+    whole gradient (``jnp.max`` would instead split it among all ties).
+    """
+    axes = _check_global_input(x, "global_max_pool")
+    full_window = (1,) + tuple(x.shape[1:-1]) + (1,)
+    pooled = lax.reduce_window(x, _max_identity(x.dtype), lax.max, full_window, (1,) * x.ndim, "VALID")
+    return pooled.reshape(x.shape[0], x.shape[-1])

@@ -1,0 +1,315 @@
+"""Window pooling (max, avg, Lp, global) against loop references, PyTorch and hand-derived gradients."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util as jtu
+
+from jaxcnn.functional import pool
+
+RNG = np.random.default_rng(0)
+
+
+def _pads(padding, spatial, window, stride):
+    """Explicit (lo, hi) pairs for the padding forms used in these tests (independent of _checks)."""
+    if padding == "VALID":
+        return ((0, 0), (0, 0))
+    if padding == "SAME":
+        pairs = []
+        for n, k, s in zip(spatial, window, stride):
+            out = -(-n // s)
+            total = max((out - 1) * s + k - n, 0)
+            pairs.append((total // 2, total - total // 2))
+        return tuple(pairs)
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    if isinstance(padding[0], int):
+        return tuple((p, p) for p in padding)
+    return tuple(tuple(p) for p in padding)
+
+
+def loop_pool(x, window, stride, pads, mode, p=None):
+    """Direct loops over (n, i, j, c): the reference for every windowed pool."""
+    n_, h, w, c_ = x.shape
+    (kh, kw), (sh, sw) = window, stride
+    (top, bottom), (left, right) = pads
+    fill = -np.inf if mode == "max" else 0.0
+    padded = np.full((n_, h + top + bottom, w + left + right, c_), fill, np.float64)
+    padded[:, top : top + h, left : left + w, :] = x
+    real = np.zeros(padded.shape[1:3])
+    real[top : top + h, left : left + w] = 1
+    out_h = (h + top + bottom - kh) // sh + 1
+    out_w = (w + left + right - kw) // sw + 1
+    out = np.zeros((n_, out_h, out_w, c_))
+    for n in range(n_):
+        for i in range(out_h):
+            for j in range(out_w):
+                for c in range(c_):
+                    patch = padded[n, i * sh : i * sh + kh, j * sw : j * sw + kw, c]
+                    if mode == "max":
+                        out[n, i, j, c] = patch.max()
+                    elif mode == "avg_include":
+                        out[n, i, j, c] = patch.sum() / (kh * kw)
+                    elif mode == "avg_exclude":
+                        count = real[i * sh : i * sh + kh, j * sw : j * sw + kw].sum()
+                        out[n, i, j, c] = patch.sum() / count
+                    elif mode == "lp":
+                        out[n, i, j, c] = (patch**p).sum() ** (1.0 / p)
+    return out
+
+
+# (input shape, window, stride, padding): square/non-square windows, overlapping
+# and gapped strides, and every padding form.
+GEOMETRIES = [
+    ((2, 6, 6, 3), 2, None, 0),
+    ((1, 7, 5, 2), (3, 2), (2, 1), 1),
+    ((2, 5, 8, 2), (2, 3), (3, 2), ((1, 0), (2, 1))),
+    ((1, 7, 7, 1), 3, 2, "SAME"),
+    ((1, 6, 9, 2), (3, 3), (1, 3), "VALID"),
+    ((1, 5, 6, 2), 2, (2, 2), (1, 0)),
+]
+
+
+def _geometry(shape, window, stride):
+    window = (window, window) if isinstance(window, int) else window
+    stride = window if stride is None else stride
+    stride = (stride, stride) if isinstance(stride, int) else stride
+    return window, stride
+
+
+@pytest.mark.parametrize("shape,window,stride,padding", GEOMETRIES)
+def test_max_and_avg_pool_match_loop_reference(shape, window, stride, padding):
+    x = RNG.normal(size=shape).astype(np.float32)
+    win, st = _geometry(shape, window, stride)
+    pads = _pads(padding, shape[1:3], win, st)
+    np.testing.assert_allclose(
+        pool.max_pool2d(x, window, stride, padding), loop_pool(x, win, st, pads, "max"), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        pool.avg_pool2d(x, window, stride, padding),
+        loop_pool(x, win, st, pads, "avg_include"), rtol=1e-5, atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        pool.avg_pool2d(x, window, stride, padding, count_include_pad=False),
+        loop_pool(x, win, st, pads, "avg_exclude"), rtol=1e-5, atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("p", [1, 2, 3.5])
+@pytest.mark.parametrize("shape,window,stride", [((2, 6, 6, 2), 2, None), ((1, 7, 5, 3), (3, 2), (2, 1))])
+def test_lp_pool_matches_loop_reference(shape, window, stride, p):
+    # Positive inputs: x**p of a negative x is NaN for non-integer p.
+    x = RNG.uniform(0.1, 2.0, size=shape).astype(np.float32)
+    win, st = _geometry(shape, window, stride)
+    expected = loop_pool(x, win, st, ((0, 0), (0, 0)), "lp", p=p)
+    np.testing.assert_allclose(pool.lp_pool2d(x, p, window, stride), expected, rtol=1e-5)
+
+
+def test_global_pools_reduce_every_spatial_axis():
+    for shape in [(2, 5, 3), (2, 4, 3, 5), (1, 2, 3, 4, 3)]:
+        x = RNG.normal(size=shape).astype(np.float32)
+        axes = tuple(range(1, len(shape) - 1))
+        np.testing.assert_allclose(pool.global_avg_pool(x), x.mean(axis=axes), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(pool.global_max_pool(x), x.max(axis=axes))
+        assert pool.global_avg_pool(x).shape == (shape[0], shape[-1])
+
+
+def _grad_of_sum(f, x):
+    return np.asarray(jax.grad(lambda v: f(v).sum())(jnp.asarray(x, jnp.float32)))
+
+
+# Hand-derived masks. The rule: each window's gradient goes, whole, to the first
+# maximal element of the window in row-major order.
+def test_max_pool_gradient_mask_distinct_values():
+    x = np.array([[1, 5, 2, 0], [3, 4, 8, 6], [7, 0, 1, 2], [2, 9, 3, 3]], np.float32)
+    grad = _grad_of_sum(lambda v: pool.max_pool2d(v, 2), x[None, :, :, None])[0, :, :, 0]
+    expected = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]], np.float32)
+    # The bottom-right window [[1, 2], [3, 3]] ties 3 and 3: the first (row-major) wins.
+    expected[3, 2] = 1
+    np.testing.assert_array_equal(grad, expected)
+
+
+@pytest.mark.parametrize(
+    "x,expected",
+    [
+        # all four tied: top-left wins
+        ([[1, 1], [1, 1]], [[1, 0], [0, 0]]),
+        # tie on the anti-diagonal: (0, 1) comes first in row-major order
+        ([[1, 3], [3, 2]], [[0, 1], [0, 0]]),
+        # tie on the bottom row: the left one
+        ([[1, 2], [3, 3]], [[0, 0], [1, 0]]),
+    ],
+)
+def test_max_pool_gradient_goes_to_first_tied_maximum(x, expected):
+    x = np.array(x, np.float32)[None, :, :, None]
+    grad = _grad_of_sum(lambda v: pool.max_pool2d(v, 2), x)[0, :, :, 0]
+    np.testing.assert_array_equal(grad, np.array(expected, np.float32))
+
+
+def test_max_pool_overlapping_windows_sum_gradients_at_shared_winner():
+    # 2x2 windows, stride 1, over a 3x3 input: four windows.
+    x = np.array([[0, 5, 5], [5, 0, 5], [5, 5, 0]], np.float32)[None, :, :, None]
+    upstream = np.array([[1.0, 10.0], [100.0, 1000.0]], np.float32)[None, :, :, None]
+    _, vjp = jax.vjp(lambda v: pool.max_pool2d(v, 2, 1), jnp.asarray(x))
+    (grad,) = vjp(jnp.asarray(upstream))
+    # windows (0,0) and (0,1) both pick (0,1); (1,0) picks (1,0); (1,1) picks (1,2).
+    expected = np.array([[0, 11, 0], [100, 0, 1000], [0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(grad)[0, :, :, 0], expected)
+
+
+def test_max_pool_jvp_uses_the_same_element_as_the_gradient():
+    x = jnp.ones((1, 2, 2, 1))
+    tangent = jnp.arange(1.0, 5.0).reshape(1, 2, 2, 1)
+    _, out_tangent = jax.jvp(lambda v: pool.max_pool2d(v, 2), (x,), (tangent,))
+    assert float(out_tangent.reshape(())) == 1.0  # the top-left element's tangent
+
+
+def test_global_max_pool_ties_follow_the_max_pool_rule():
+    grad = _grad_of_sum(pool.global_max_pool, np.ones((1, 2, 3, 1), np.float32))
+    expected = np.zeros((1, 2, 3, 1), np.float32)
+    expected[0, 0, 0, 0] = 1
+    np.testing.assert_array_equal(grad, expected)
+
+
+def test_avg_pool_gradient_is_uniform_share_of_each_window():
+    x = np.zeros((1, 3, 3, 1), np.float32)
+    grad = _grad_of_sum(lambda v: pool.avg_pool2d(v, 2, 1), x)[0, :, :, 0]
+    # each of the 4 windows hands 1/4 to each of its 4 inputs
+    np.testing.assert_allclose(grad, np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4)
+    grad = _grad_of_sum(lambda v: pool.avg_pool2d(v, 2, 2, 1, count_include_pad=False), x)[0, :, :, 0]
+    # windows of 1, 2, 2 and 4 real inputs (padding 1 on every side of a 3x3 input)
+    np.testing.assert_allclose(grad, np.array([[1, 1 / 2, 1 / 2], [1 / 2, 1 / 4, 1 / 4], [1 / 2, 1 / 4, 1 / 4]]))
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        functools.partial(pool.max_pool2d, window=(3, 2), stride=(2, 1), padding=1),
+        functools.partial(pool.avg_pool2d, window=2, stride=1, padding="SAME"),
+        functools.partial(pool.avg_pool2d, window=3, stride=2, padding=1, count_include_pad=False),
+        functools.partial(pool.lp_pool2d, p=2, window=(2, 3)),
+        pool.global_avg_pool,
+        pool.global_max_pool,
+    ],
+    ids=["max", "avg_same", "avg_exclude_pad", "lp2", "global_avg", "global_max"],
+)
+def test_grads_numerically_and_jit_matches_eager(op):
+    # Well-separated values so finite differences never cross a max tie; positive for lp.
+    x = jnp.asarray(RNG.permutation(60).reshape(1, 5, 4, 3) * 0.1 + 0.5, jnp.float32)
+    jtu.check_grads(op, (x,), order=1, modes=("rev", "fwd"), eps=1e-2, atol=1e-2, rtol=1e-2)
+    np.testing.assert_allclose(jax.jit(op)(x), op(x), rtol=1e-6)
+
+
+def test_bf16_pooling_keeps_dtype_and_accumulates_accurately():
+    x = RNG.uniform(0, 1, size=(2, 8, 8, 3)).astype(np.float32)
+    xb = jnp.asarray(x, jnp.bfloat16)
+    for op in (
+        lambda v: pool.max_pool2d(v, 2),
+        lambda v: pool.avg_pool2d(v, 4),
+        lambda v: pool.lp_pool2d(v, 2, 2),
+        pool.global_avg_pool,
+        pool.global_max_pool,
+    ):
+        out = op(xb)
+        assert out.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(out, np.float32), op(np.asarray(xb, np.float32)), rtol=1e-2)
+
+
+# ---------------------------------------------------------------- PyTorch
+def _torch_nchw(x):
+    torch = pytest.importorskip("torch")
+    return torch.tensor(np.transpose(x, (0, 3, 1, 2)), dtype=torch.float64, requires_grad=True)
+
+
+def _compare_with_torch(jax_op, torch_op, x):
+    """Forward and the VJP of a random cotangent, JAX (NHWC) vs torch (NCHW, float64)."""
+    t = _torch_nchw(x)
+    ty = torch_op(t)
+    cot = RNG.normal(size=ty.shape)
+    (ty * ty.new_tensor(cot)).sum().backward()
+    y, vjp = jax.vjp(jax_op, jnp.asarray(x))
+    (grad,) = vjp(jnp.asarray(np.transpose(cot, (0, 2, 3, 1)), jnp.float32))
+    np.testing.assert_allclose(y, np.transpose(ty.detach().numpy(), (0, 2, 3, 1)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, np.transpose(t.grad.numpy(), (0, 2, 3, 1)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "window,stride,padding", [(2, None, 0), ((3, 2), (2, 1), (1, 1)), (3, 2, 1)]
+)
+def test_max_and_avg_pool_match_torch(window, stride, padding):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = RNG.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    t_stride = window if stride is None else stride
+    _compare_with_torch(
+        lambda v: pool.max_pool2d(v, window, stride, padding),
+        lambda t: F.max_pool2d(t, window, t_stride, padding), x,
+    )
+    for include in (True, False):
+        _compare_with_torch(
+            lambda v: pool.avg_pool2d(v, window, stride, padding, count_include_pad=include),
+            lambda t: F.avg_pool2d(t, window, t_stride, padding, count_include_pad=include), x,
+        )
+
+
+def test_max_pool_tie_winner_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[1, 3, 3, 3], [3, 2, 3, 3], [0, 0, 7, 1], [7, 7, 7, 7]], np.float32)[None, :, :, None]
+    _compare_with_torch(lambda v: pool.max_pool2d(v, 2), lambda t: torch.nn.functional.max_pool2d(t, 2), x)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_lp_pool_matches_torch(p):
+    torch = pytest.importorskip("torch")
+    x = RNG.uniform(0.1, 2.0, size=(2, 6, 7, 2)).astype(np.float32)
+    _compare_with_torch(
+        lambda v: pool.lp_pool2d(v, p, (2, 3), (2, 2)),
+        lambda t: torch.nn.functional.lp_pool2d(t, p, (2, 3), (2, 2)), x,
+    )
+
+
+def test_global_pools_match_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32)
+    _compare_with_torch(
+        lambda v: pool.global_avg_pool(v)[:, None, None, :],
+        lambda t: F.adaptive_avg_pool2d(t, 1), x,
+    )
+    _compare_with_torch(
+        lambda v: pool.global_max_pool(v)[:, None, None, :],
+        lambda t: F.adaptive_max_pool2d(t, 1), x,
+    )
+
+
+# ---------------------------------------------------------------- errors
+X = np.zeros((1, 4, 4, 2), np.float32)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: pool.max_pool2d(X, 5), "window"),
+        (lambda: pool.avg_pool2d(X, (2, 7), padding=1), "window"),
+        (lambda: pool.max_pool2d(X, 0), "window must be >= 1"),
+        (lambda: pool.max_pool2d(X, (2, 2, 2)), "window must be an int or a sequence of 2"),
+        (lambda: pool.max_pool2d(X, 2, stride=0), "stride must be >= 1"),
+        (lambda: pool.avg_pool2d(X, 2, stride=(1, -1)), "stride"),
+        (lambda: pool.max_pool2d(X, 2, padding=-1), "padding must be >= 0"),
+        (lambda: pool.max_pool2d(X, 2, padding="FULL"), "padding must be"),
+        (lambda: pool.max_pool2d(X, 2, padding=2), "smaller than the window"),
+        (lambda: pool.avg_pool2d(X, 3, padding=((0, 3), (0, 0))), "smaller than the window"),
+        (lambda: pool.max_pool2d(X[0], 2), "expected NHWC"),
+        (lambda: pool.avg_pool2d(X, 2, count_include_pad=1), "count_include_pad must be a bool"),
+        (lambda: pool.lp_pool2d(X, 0, 2), "p must be a positive finite number"),
+        (lambda: pool.lp_pool2d(X, float("inf"), 2), "max_pool2d"),
+        (lambda: pool.lp_pool2d(X, 2, 5), "window"),
+        (lambda: pool.global_avg_pool(X[0, 0]), "expected NLC, NHWC or NDHWC"),
+        (lambda: pool.global_max_pool(np.zeros((2, 0, 3))), "non-empty"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_problem(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
