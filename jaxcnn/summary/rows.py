@@ -1,0 +1,420 @@
+"""One row per layer of a Flax model: output shape, params, MACs, receptive field.
+
+The model is never run and no parameter is materialised: ``module.init`` is
+traced once with ``jax.make_jaxpr`` on a shape-only input, under a
+``flax.linen.intercept_methods`` interceptor that records every layer call
+(module, input and output shapes) and marks the layer's input and output in the
+trace, so receptive fields can follow the real data flow (see
+:mod:`jaxcnn.summary.receptive_field`). Tracing ResNet-50 takes about a second.
+
+Layers are found through the jaxcnn.nn summary protocol: every layer module
+class has a ``summary_kind: ClassVar[str]`` (one of :data:`KINDS`); conv and
+locally connected modules expose ``kernel_size``, ``stride``, ``dilation``,
+``groups``; pool modules expose ``window`` and ``stride`` (a pool without a
+``window`` pools globally over its input).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import meta
+from jax.ad_checkpoint import checkpoint_name
+
+from jaxcnn.functional._checks import positive_tuple
+from jaxcnn.summary.receptive_field import (
+    INPUT_MARKER,
+    OUTPUT_MARKER,
+    Field,
+    compose,
+    trace_fields,
+)
+
+# Values of the ``summary_kind`` class attribute of jaxcnn.nn layer modules.
+KINDS = frozenset(
+    {"conv", "pool", "dense", "norm", "activation", "flatten", "dropout", "block", "local"}
+)
+# Kind of the first row, which describes the model input (as the slides' tables do).
+INPUT_KIND = "input"
+# Kind of the row given to a module outside the protocol that owns parameters
+# no protocol layer accounts for (e.g. a flax.linen.Dense used directly).
+OTHER_KIND = "other"
+# Kinds whose output is a grid of windows over their input: they get a receptive field.
+WINDOWED_KINDS = frozenset({"conv", "pool", "local"})
+
+# Attribute names read from a module, first match wins. The protocol names come
+# first; the alternatives are flax.linen's spellings of the same hyperparameters.
+_KERNEL_ATTRS = ("kernel_size",)
+_WINDOW_ATTRS = ("window", "window_shape")
+_STRIDE_ATTRS = ("stride", "strides")
+_DILATION_ATTRS = ("dilation", "kernel_dilation")
+_GROUPS_ATTRS = ("groups", "feature_group_count")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One layer call of a summarised model.
+
+    Attributes:
+      name: dotted module path (``"layer1.block0.conv1"``); a repeated call of
+        the same module gets `` (call 2)`` and so on, and no parameters.
+      kind: the module's ``summary_kind``; ``"input"`` for the first row, which
+        describes the model input; ``"other"`` for a module outside the
+        protocol that owns parameters (see :func:`summarize`).
+      module_type: the module's class name ("" for the input row).
+      depth: how many rows enclose this one (0 for top-level layers; the layers
+        inside a residual block have depth 1).
+      input_shape: shape of the first array argument, with batch; None if none.
+      output_shape: shape of the output, with batch (the first array when the
+        layer returns several).
+      activation_elements: number of output elements (all output arrays),
+        i.e. the activation memory in elements for the whole batch.
+      activation_bytes: the same in bytes, from the output dtypes.
+      params: number of elements of the ``params`` collection owned by this
+        layer (its own variables and those of any non-protocol helper modules
+        inside it; a block's inner layers have their own rows, so a block
+        usually owns 0). Summing over rows counts every parameter once.
+      param_bytes: the same in bytes.
+      param_shapes: ``{"kernel": (5, 5, 1, 20), "bias": (20,)}``, names relative
+        to this layer.
+      weight_shape: shape of the ``kernel`` parameter (HWIO for conv), or None.
+      macs: multiply-adds for the whole batch. conv: N·H'·W'·O·KH·KW·C/groups
+        (output positions times kernel elements, so a sparse connection-table
+        kernel counts only its connections); local: N·H'·W'·O·KH·KW·C; dense:
+        (output elements)·in_features. Bias
+        additions, pooling, normalisation, activations and the adds of residual
+        blocks are not counted (0), as in the slides' tables.
+      receptive_field: for conv/pool/local rows, the input pixels seen by one
+        output unit per spatial dim (e.g. ``(5, 5)``), composed along the data
+        flow; None for other kinds.
+    """
+
+    name: str
+    kind: str
+    module_type: str
+    depth: int
+    input_shape: tuple[int, ...] | None
+    output_shape: tuple[int, ...]
+    activation_elements: int
+    activation_bytes: int
+    params: int
+    param_bytes: int
+    param_shapes: dict[str, tuple[int, ...]]
+    weight_shape: tuple[int, ...] | None
+    macs: int
+    receptive_field: tuple[int, ...] | None
+
+
+@dataclasses.dataclass
+class _Call:
+    """What the interceptor saw of one ``__call__``."""
+
+    index: int
+    path: tuple[str, ...]
+    module: nn.Module
+    kind: str | None
+    input_shape: tuple[int, ...] | None
+    outputs: list[jax.ShapeDtypeStruct] = dataclasses.field(default_factory=list)
+    input_field: Field | None = None
+    output_field: Field | None = None
+
+
+def summarize(
+    module: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    input_dtype=jnp.float32,
+    **call_kwargs,
+) -> list[Row]:
+    """Rows describing every layer of ``module`` applied to an input of ``input_shape``.
+
+    Args:
+      module: an unbound Flax module; ``module.init(rngs, x, **call_kwargs)``
+        is traced (never executed). ``rngs`` holds ``"params"`` and ``"dropout"``.
+      input_shape: the full input shape with batch, e.g. ``(1, 224, 224, 3)``
+        (NHWC; NLC / NDHWC for 1-D / 3-D models).
+      input_dtype: dtype of the traced input.
+      **call_kwargs: passed to the module call, e.g. ``train=False``.
+
+    Returns:
+      A first row of kind ``"input"`` (the input's shape and memory), then one
+      :class:`Row` per layer call in call order (a block before the layers
+      inside it). Modules without ``summary_kind`` (the model itself,
+      ``nn.Sequential``) get no row, unless they declare parameters that no
+      protocol layer encloses: then a row of kind ``"other"``.
+      ``sum(r.params for r in rows)`` is the model's parameter count.
+
+    Raises:
+      ValueError: for a malformed ``input_shape``, a ``summary_kind`` outside
+        :data:`KINDS`, or a conv/pool module lacking a protocol attribute.
+    """
+    shape = _check_input_shape(input_shape)
+    calls: list[_Call] = []
+
+    def record_layer(next_fun, args, kwargs, context):
+        if context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        layer = context.module
+        kind = _summary_kind(layer)
+        call = _Call(
+            index=len(calls),
+            path=tuple(layer.path),
+            module=layer,
+            kind=kind,
+            input_shape=_first_array_shape(args),
+        )
+        calls.append(call)
+        if kind is None:
+            out = next_fun(*args, **kwargs)
+        else:
+            if args:
+                args = (_mark(args[0], f"{INPUT_MARKER}{call.index}"),) + tuple(args[1:])
+            out = _mark(next_fun(*args, **kwargs), f"{OUTPUT_MARKER}{call.index}")
+        call.outputs = [
+            jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+            for leaf in jax.tree.leaves(out)
+            if isinstance(leaf, jax.Array)
+        ]
+        return out
+
+    def init(x):
+        rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+        return module.init(rngs, x, **call_kwargs)
+
+    with nn.intercept_methods(record_layer):
+        closed_jaxpr, variables = jax.make_jaxpr(init, return_shape=True)(
+            jax.ShapeDtypeStruct(shape, input_dtype)
+        )
+
+    def on_layer_input(index: int, field: Field | None) -> None:
+        calls[index].input_field = field
+
+    def layer_output_rule(index: int, propagated: Field | None) -> Field | None:
+        call = calls[index]
+        call.output_field = _output_field(call, propagated)
+        return call.output_field
+
+    trace_fields(
+        closed_jaxpr,
+        [Field.of_input(len(shape) - 2)],
+        on_layer_input=on_layer_input,
+        layer_output_rule=layer_output_rule,
+    )
+    input_row = Row(
+        name="input",
+        kind=INPUT_KIND,
+        module_type="",
+        depth=0,
+        input_shape=None,
+        output_shape=shape,
+        activation_elements=math.prod(shape),
+        activation_bytes=math.prod(shape) * jnp.dtype(input_dtype).itemsize,
+        params=0,
+        param_bytes=0,
+        param_shapes={},
+        weight_shape=None,
+        macs=0,
+        receptive_field=None,
+    )
+    return [input_row, *_rows(calls, meta.unbox(variables).get("params", {}))]
+
+
+def _check_input_shape(input_shape) -> tuple[int, ...]:
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise ValueError(
+            f"input_shape must be a sequence of ints with the batch first, e.g. (1, 28, 28, 1); "
+            f"got {input_shape!r}"
+        )
+    shape = tuple(input_shape)
+    if len(shape) < 2 or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
+    ):
+        raise ValueError(
+            f"input_shape must hold at least 2 positive ints (batch first, e.g. (1, 28, 28, 1)); "
+            f"got {input_shape!r}"
+        )
+    return shape
+
+
+def _summary_kind(layer: nn.Module) -> str | None:
+    kind = getattr(type(layer), "summary_kind", None)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(
+            f"{type(layer).__name__}.summary_kind is {kind!r}; expected one of {sorted(KINDS)}"
+        )
+    return kind
+
+
+def _first_array_shape(args) -> tuple[int, ...] | None:
+    for leaf in jax.tree.leaves(args):
+        if isinstance(leaf, jax.Array):
+            return tuple(leaf.shape)
+    return None
+
+
+def _mark(tree, name: str):
+    return jax.tree.map(
+        lambda leaf: checkpoint_name(leaf, name) if isinstance(leaf, jax.Array) else leaf, tree
+    )
+
+
+def _attribute(call: _Call, names: Sequence[str], *, default=None, required: bool = True):
+    for attr in names:
+        value = getattr(call.module, attr, None)
+        if value is not None:
+            return value
+    if default is None and required:
+        raise ValueError(
+            f"{_display_name(call)} ({type(call.module).__name__}, summary_kind "
+            f"{call.kind!r}) has no attribute {names[0]!r}; the summary protocol needs "
+            f"kernel_size (pool: window), stride, dilation and groups on conv/pool/local modules"
+        )
+    return default
+
+
+def _window_geometry(call: _Call) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(window, stride, dilation) of a conv/pool/local layer, one entry per spatial dim."""
+    if call.input_shape is None or len(call.input_shape) < 3:
+        raise ValueError(
+            f"{_display_name(call)} (summary_kind {call.kind!r}) was called on input of shape "
+            f"{call.input_shape}; expected (batch, spatial..., channels)"
+        )
+    spatial = call.input_shape[1:-1]
+    n = len(spatial)
+    if call.kind == "pool":
+        window = _attribute(call, _WINDOW_ATTRS, required=False)
+        if window is None:  # global pooling: one window over the whole input
+            return tuple(spatial), (1,) * n, (1,) * n
+        window = positive_tuple(window, n, "window")
+        # A pool's stride defaults to its window (non-overlapping pooling).
+        stride = positive_tuple(_attribute(call, _STRIDE_ATTRS, default=window), n, "stride")
+    else:
+        window = positive_tuple(_attribute(call, _KERNEL_ATTRS), n, "kernel_size")
+        stride = positive_tuple(_attribute(call, _STRIDE_ATTRS, default=1), n, "stride")
+    dilation = positive_tuple(_attribute(call, _DILATION_ATTRS, default=1), n, "dilation")
+    return window, stride, dilation
+
+
+def _output_field(call: _Call, propagated: Field | None) -> Field | None:
+    """Field of a layer's output: composed for windowed layers, else as propagated."""
+    if call.kind in WINDOWED_KINDS:
+        if call.input_field is None:
+            return None
+        window, stride, dilation = _window_geometry(call)
+        return compose(call.input_field, window=window, stride=stride, dilation=dilation)
+    if call.kind in ("dense", "flatten"):
+        # A dense layer on a feature map acts per position (a 1x1 conv); after a
+        # flatten there is no spatial map left.
+        keeps_map = (
+            call.outputs
+            and call.input_shape is not None
+            and len(call.outputs[0].shape) == len(call.input_shape) >= 3
+        )
+        return call.input_field if keeps_map else None
+    return propagated
+
+
+def _macs(call: _Call, output: jax.ShapeDtypeStruct, kernel_shape) -> int:
+    out_elements = math.prod(output.shape)
+    if call.kind in ("conv", "dense") and kernel_shape is not None and output.shape:
+        # Every output position (N·H'·W' of them) applies the whole kernel once:
+        # conv N·H'·W'·(KH·KW·C/groups·O), dense N·(in·out). Counting the stored
+        # weights also gets sparse kernels right (LeNet's C3 connection table).
+        return out_elements // output.shape[-1] * math.prod(kernel_shape)
+    if call.kind in ("conv", "local"):
+        # A locally connected layer has its own weights at every position, so
+        # the stored kernel is H'·W' times too big: count from the geometry.
+        window, _, _ = _window_geometry(call)
+        in_channels = call.input_shape[-1]
+        groups = _attribute(call, _GROUPS_ATTRS, default=1) if call.kind == "conv" else 1
+        if not isinstance(groups, int) or groups < 1 or in_channels % groups:
+            raise ValueError(
+                f"{_display_name(call)}: groups must be a positive int dividing the "
+                f"{in_channels} input channels, got {groups!r}"
+            )
+        return out_elements * math.prod(window) * in_channels // groups
+    if call.kind == "dense" and call.input_shape:
+        return out_elements * call.input_shape[-1]
+    return 0
+
+
+def _display_name(call: _Call) -> str:
+    return ".".join(call.path) if call.path else type(call.module).__name__
+
+
+def _rows(calls: list[_Call], params) -> list[Row]:
+    first_call_at: dict[tuple[str, ...], _Call] = {}
+    for call in calls:
+        first_call_at.setdefault(call.path, call)
+    leaves = {
+        tuple(str(getattr(key, "key", key)) for key in key_path): leaf
+        for key_path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+    }
+    owned: dict[int, dict[str, jax.ShapeDtypeStruct]] = {}  # call index -> its parameters
+    for path, leaf in leaves.items():
+        owner = _owner(path[:-1], first_call_at)
+        owned.setdefault(owner.index, {})[".".join(path[len(owner.path):])] = leaf
+
+    row_calls = [c for c in calls if c.kind is not None or c.index in owned]
+    row_paths = {c.path for c in row_calls}
+    repeats: dict[tuple[str, ...], int] = {}
+    rows = []
+    for call in row_calls:
+        repeats[call.path] = repeats.get(call.path, 0) + 1
+        name = _display_name(call)
+        if repeats[call.path] > 1:
+            name += f" (call {repeats[call.path]})"
+        mine = owned.get(call.index, {})  # a repeated call owns nothing: keyed by first call
+        param_shapes = {k: tuple(v.shape) for k, v in sorted(mine.items())}
+        output = call.outputs[0] if call.outputs else jax.ShapeDtypeStruct((), jnp.float32)
+        kernel_shape = param_shapes.get("kernel")
+        rows.append(
+            Row(
+                name=name,
+                kind=call.kind or OTHER_KIND,
+                module_type=type(call.module).__name__,
+                depth=sum(
+                    1 for p in row_paths if len(p) < len(call.path) and call.path[: len(p)] == p
+                ),
+                input_shape=call.input_shape,
+                output_shape=tuple(output.shape),
+                activation_elements=sum(math.prod(o.shape) for o in call.outputs),
+                activation_bytes=sum(math.prod(o.shape) * o.dtype.itemsize for o in call.outputs),
+                params=sum(math.prod(v.shape) for v in mine.values()),
+                param_bytes=sum(math.prod(v.shape) * v.dtype.itemsize for v in mine.values()),
+                param_shapes=param_shapes,
+                weight_shape=kernel_shape,
+                macs=_macs(call, output, kernel_shape) if call.kind else 0,
+                receptive_field=(
+                    call.output_field.size
+                    if call.kind in WINDOWED_KINDS and call.output_field is not None
+                    else None
+                ),
+            )
+        )
+    return rows
+
+
+def _owner(module_path: tuple[str, ...], first_call_at: dict) -> _Call:
+    """The call whose row counts a parameter declared by the module at ``module_path``.
+
+    The declaring module's own row if it is a protocol layer; else the nearest
+    enclosing protocol layer unless that is a block (a helper inside a conv
+    belongs to the conv); else the declaring module gets an ``"other"`` row.
+    """
+    declaring = None
+    for cut in range(len(module_path), -1, -1):
+        call = first_call_at.get(module_path[:cut])
+        if call is None:
+            continue
+        if declaring is None:
+            declaring = call
+        if call.kind is not None:
+            return call if call is declaring or call.kind != "block" else declaring
+    if declaring is None:
+        raise ValueError(f"parameter under {'.'.join(module_path)!r} belongs to no called module")
+    return declaring

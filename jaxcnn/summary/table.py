@@ -1,0 +1,175 @@
+"""The slides' layer tables, printed from :func:`jaxcnn.summary.summarize` rows."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+from jaxcnn.summary.rows import Row, summarize
+
+# The CS231n VGG table's convention: activation memory is that of the input and
+# of the outputs of the layers that compute something new (conv/pool/fc), not of
+# ReLUs or norms applied on top of them (those are usually fused or in place).
+DEFAULT_MEMORY_KINDS = ("input", "conv", "pool", "dense", "local")
+
+# Input (height, width, channels) each model of the zoo was designed for, used
+# when print_summary is given no input shape and the registry does not say.
+_DEFAULT_INPUT_HWC = {
+    "lenet5": (28, 28, 1),
+    "lenet5_classic": (32, 32, 1),
+    "alexnet": (227, 227, 3),
+    "vgg11": (224, 224, 3),
+    "vgg16": (224, 224, 3),
+    "googlenet": (224, 224, 3),
+    "resnet18": (224, 224, 3),
+    "resnet34": (224, 224, 3),
+    "resnet50": (224, 224, 3),
+    "resnet20": (32, 32, 3),
+    "resnet32": (32, 32, 3),
+    "resnet44": (32, 32, 3),
+    "resnet56": (32, 32, 3),
+    "resnet110": (32, 32, 3),
+}
+
+_COLUMNS = ("layer", "kind", "output", "weights", "activations", "params", "MACs", "RF")
+_RIGHT_ALIGNED = {"activations", "params", "MACs", "RF"}
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _weights(row: Row) -> str:
+    if row.weight_shape is not None:
+        return _dims(row.weight_shape)
+    return "+".join(_dims(s) for s in row.param_shapes.values()) or "-"
+
+
+def _receptive_field(row: Row) -> str:
+    if row.receptive_field is None:
+        return "-"
+    sizes = set(row.receptive_field)
+    return str(row.receptive_field[0]) if len(sizes) == 1 else _dims(row.receptive_field)
+
+
+def _megabytes(num_bytes: int) -> str:
+    return f"{num_bytes / 1e6:,.2f} MB"
+
+
+def format_table(
+    rows: Sequence[Row],
+    *,
+    memory_kinds: Iterable[str] = DEFAULT_MEMORY_KINDS,
+) -> str:
+    """A text table of ``rows``, one line per layer, with totals.
+
+    Columns: layer (dotted name, indented by ``row.depth``), kind, output size
+    (H'xW'xC', the batch dim left out), weights (kernel shape HWIO, or the
+    shapes of the layer's other parameters), activations (output elements),
+    params, MACs (multiply-adds) and RF (receptive field in input pixels; one
+    number when square). Activations and MACs are for the whole batch, which
+    the first line states.
+
+    The totals line sums params and MACs over all rows, and activations over
+    the rows whose kind is in ``memory_kinds`` (default: the input and the
+    conv, pool, dense and local outputs, as in CS231n's VGG-16 table); the
+    footer gives the same in bytes from the actual dtypes.
+    """
+    memory_kinds = tuple(memory_kinds)
+    rows = list(rows)
+    if not rows:
+        raise ValueError("format_table needs at least one row (summarize returns an input row)")
+    batch = rows[0].output_shape[0] if rows[0].output_shape else 1
+
+    lines: list[tuple[str, ...]] = [_COLUMNS]
+    for row in rows:
+        lines.append(
+            (
+                "  " * row.depth + row.name,
+                row.kind,
+                _dims(row.output_shape[1:]),
+                _weights(row),
+                f"{row.activation_elements:,}",
+                f"{row.params:,}",
+                f"{row.macs:,}",
+                _receptive_field(row),
+            )
+        )
+    counted = [r for r in rows if r.kind in memory_kinds]
+    total_params = sum(r.params for r in rows)
+    total_macs = sum(r.macs for r in rows)
+    total_activations = sum(r.activation_elements for r in counted)
+    lines.append(
+        ("total", "", "", "", f"{total_activations:,}", f"{total_params:,}", f"{total_macs:,}", "")
+    )
+
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
+
+    def render(line: tuple[str, ...]) -> str:
+        cells = (
+            cell.rjust(width) if column in _RIGHT_ALIGNED else cell.ljust(width)
+            for cell, width, column in zip(line, widths, _COLUMNS)
+        )
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * len(render(tuple("x" * w for w in widths)))
+    body = [render(line) for line in lines]
+    return "\n".join(
+        [
+            f"batch {batch}: activations and MACs are for the whole batch",
+            body[0],
+            rule,
+            *body[1:-1],
+            rule,
+            body[-1],
+            "",
+            f"params: {total_params:,} ({_megabytes(sum(r.param_bytes for r in rows))})",
+            f"multiply-adds: {total_macs:,}",
+            f"activation memory of {'/'.join(memory_kinds)} outputs: {total_activations:,} "
+            f"elements ({_megabytes(sum(r.activation_bytes for r in counted))})",
+        ]
+    )
+
+
+def default_input_shape(model_name: str) -> tuple[int, int, int, int]:
+    """The input shape (1, H, W, C) a zoo model was designed for.
+
+    Asks the model registry first (``jaxcnn.models.default_input_shape(name)``
+    when it exists), else this module's table. Raises ValueError for a name
+    neither knows.
+    """
+    from jaxcnn import models
+
+    registry_lookup = getattr(models, "default_input_shape", None)
+    if registry_lookup is not None:
+        hwc = tuple(registry_lookup(model_name))
+    elif model_name in _DEFAULT_INPUT_HWC:
+        hwc = _DEFAULT_INPUT_HWC[model_name]
+    else:
+        raise ValueError(
+            f"no default input shape for model {model_name!r}; pass input_shape "
+            f"(batch first), or use one of {sorted(_DEFAULT_INPUT_HWC)}"
+        )
+    return (1, *hwc)
+
+
+def print_summary(
+    model_name: str,
+    input_shape: Sequence[int] | None = None,
+    *,
+    file=None,
+) -> list[Row]:
+    """Print the layer table of the zoo model ``model_name``; return its rows.
+
+    ``input_shape`` is the full input shape with batch, e.g. ``(1, 32, 32, 3)``;
+    by default the model's own (:func:`default_input_shape`, batch 1). The model
+    is summarised in inference mode (``train=False``). Prints to ``file``
+    (default stdout). Unknown names raise the registry's error.
+    """
+    from jaxcnn import models
+
+    module = models.get(model_name)
+    shape = tuple(input_shape) if input_shape is not None else default_input_shape(model_name)
+    rows = summarize(module, shape, train=False)
+    print(f"{model_name} on input {_dims(shape)}", file=file or sys.stdout)
+    print(format_table(rows), file=file or sys.stdout)
+    return rows
