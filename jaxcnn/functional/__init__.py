@@ -12,3 +12,14 @@ from jaxcnn.functional.pool import (
     max_pool2d,
 )
 from jaxcnn.functional.batch_norm import batch_norm, batch_norm_init, fold_batch_norm
+from jaxcnn.functional.activations import (
+    dropout,
+    elu,
+    leaky_relu,
+    log_softmax,
+    maxout,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)

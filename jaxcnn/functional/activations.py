@@ -1,0 +1,179 @@
+"""Elementwise nonlinearities, maxout, softmax and dropout.
+
+Every function here keeps the shape and dtype of its input unless its docstring
+says otherwise (``maxout`` shrinks the last axis). Layout does not matter for the
+elementwise ones; ``maxout`` and the softmaxes act on the channel (last) axis, which
+is ``C`` in NHWC / NLC / NDHWC and ``K`` for logits of shape (N, K).
+
+Derivatives at the kinks follow PyTorch, so gradients can be compared one to one:
+``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``elu'(0) = alpha``.
+"""
+from __future__ import annotations
+
+from numbers import Real
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "relu",
+    "leaky_relu",
+    "elu",
+    "sigmoid",
+    "tanh",
+    "maxout",
+    "softmax",
+    "log_softmax",
+    "dropout",
+]
+
+
+def _check_static_number(value, name: str) -> float:
+    # Hyperparameters are Python numbers fixed at trace time; a traced value here
+    # would silently turn a constant into an input of the compiled function.
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a Python float, got {value!r}")
+    return float(value)
+
+
+def relu(x: jax.Array) -> jax.Array:
+    """Rectified linear unit ``max(x, 0)``, elementwise.
+
+    Shapes: ``x`` any shape -> same shape and dtype. Derivative at 0 is 0.
+    """
+    x = jnp.asarray(x)
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+def leaky_relu(x: jax.Array, alpha: float = 0.01) -> jax.Array:
+    """``x`` for ``x > 0``, ``alpha * x`` otherwise, elementwise.
+
+    Args:
+      x: any shape; the output has the same shape and dtype.
+      alpha: slope for non-positive inputs (a Python float; may be negative or > 1,
+        as in PyTorch's ``negative_slope``). Derivative at 0 is ``alpha``.
+    """
+    alpha = _check_static_number(alpha, "alpha")
+    x = jnp.asarray(x)
+    return jnp.where(x > 0, x, alpha * x)
+
+
+def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
+    """Exponential linear unit: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise.
+
+    Args:
+      x: any shape; the output has the same shape and dtype.
+      alpha: saturation value for large negative inputs (output tends to ``-alpha``).
+        Derivative at 0 is ``alpha``.
+    """
+    alpha = _check_static_number(alpha, "alpha")
+    x = jnp.asarray(x)
+    # exp is evaluated only on the non-positive part: on the unused branch of the
+    # where, exp(large x) would overflow and its inf would turn the gradient into NaN.
+    # (A where, not jnp.minimum, whose derivative at the tie x == 0 is 1/2.)
+    negative_part = jnp.where(x > 0, jnp.zeros_like(x), x)
+    return jnp.where(x > 0, x, alpha * jnp.expm1(negative_part))
+
+
+def sigmoid(x: jax.Array) -> jax.Array:
+    """Logistic function ``1 / (1 + exp(-x))``, elementwise; same shape and dtype.
+
+    Evaluated with ``lax.logistic``, which does not overflow for large ``|x|``.
+    """
+    return lax.logistic(jnp.asarray(x))
+
+
+def tanh(x: jax.Array) -> jax.Array:
+    """Hyperbolic tangent, elementwise; same shape and dtype."""
+    return jnp.tanh(jnp.asarray(x))
+
+
+def maxout(x: jax.Array, num_pieces: int) -> jax.Array:
+    """Maxout over contiguous groups of the last axis (Goodfellow et al. 2013).
+
+    With ``k = num_pieces``, output channel ``j`` is the max of input channels
+    ``j*k, j*k + 1, ..., j*k + k - 1``:
+
+        y[..., j] = max(x[..., j*k : (j+1)*k])
+
+    Shapes: ``x`` (..., C) -> (..., C // num_pieces); ``C`` must be divisible by
+    ``num_pieces``. The preceding layer should therefore emit ``C_out * k`` channels
+    laid out as ``C_out`` consecutive blocks of ``k`` pieces.
+
+    Gradient: flows to the arg-max piece of each group; on exact ties it is split
+    equally between the tied pieces (JAX's rule for ``max`` reductions).
+    """
+    if isinstance(num_pieces, bool) or not isinstance(num_pieces, int) or num_pieces < 1:
+        raise ValueError(f"num_pieces must be an int >= 1, got {num_pieces!r}")
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"maxout needs an input with a channel (last) axis, got shape {x.shape}")
+    channels = x.shape[-1]
+    if channels % num_pieces != 0:
+        raise ValueError(
+            f"maxout: the last axis has {channels} channels, which num_pieces={num_pieces} "
+            f"does not divide; expected a multiple of {num_pieces}"
+        )
+    grouped = x.reshape(*x.shape[:-1], channels // num_pieces, num_pieces)
+    return jnp.max(grouped, axis=-1)
+
+
+def _check_axis(x: jax.Array, axis: int) -> None:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis must be an int in [{-x.ndim}, {x.ndim}), got {axis!r} for shape {x.shape}")
+
+
+def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``.
+
+    The max along ``axis`` is subtracted first, so large logits do not overflow.
+    """
+    x = jnp.asarray(x)
+    _check_axis(x, axis)
+    # The shift cancels mathematically, so it needs no gradient of its own.
+    shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+
+
+def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``exp(x) / sum(exp(x))`` along ``axis``; same shape and dtype, sums to 1 along ``axis``."""
+    x = jnp.asarray(x)
+    _check_axis(x, axis)
+    shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    unnormalized = jnp.exp(shifted)
+    return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
+
+
+def dropout(x: jax.Array, rate: float, *, key: jax.Array | None, train: bool) -> jax.Array:
+    """Inverted dropout: zero each element with probability ``rate``, scale the rest.
+
+    Args:
+      x: any shape, floating dtype; the output has the same shape and dtype.
+      rate: the DROP probability (not the keep probability), a Python float in
+        ``[0, 1)``. Kept elements are multiplied by ``1 / (1 - rate)`` so that the
+        expected value of every element is unchanged and inference needs no rescaling.
+      key: a ``jax.random`` key; required when ``train`` is True and ``rate > 0``.
+        Each element gets an independent Bernoulli draw.
+      train: when False (inference), or when ``rate == 0``, ``x`` is returned unchanged.
+
+    Returns:
+      ``where(keep, x / (1 - rate), 0)`` with ``keep ~ Bernoulli(1 - rate)`` elementwise.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0.0 <= rate < 1.0:
+        raise ValueError(
+            f"dropout rate is the drop probability and must be a Python float in [0, 1), got {rate!r}"
+        )
+    if not isinstance(train, bool):
+        raise ValueError(f"train must be a Python bool, got {train!r}")
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"dropout expects a floating-point input, got dtype {x.dtype}")
+    rate = float(rate)
+    if not train or rate == 0.0:
+        return x
+    if key is None:
+        raise ValueError("dropout with train=True and rate > 0 needs a PRNG key (key=...), got None")
+    keep_probability = 1.0 - rate
+    keep = jax.random.bernoulli(key, keep_probability, x.shape)
+    return jnp.where(keep, x / jnp.asarray(keep_probability, x.dtype), jnp.zeros_like(x))
