@@ -34,6 +34,7 @@ from jaxcnn.functional._checks import (
     explicit_padding,
     positive_tuple,
 )
+from jaxcnn.functional.shapes import conv_output_size
 
 # (input, kernel, output) layouts per number of spatial dims, for lax.
 DIMENSION_NUMBERS = {
@@ -50,19 +51,6 @@ Pads = tuple[tuple[int, int], ...]
 # ----------------------------------------------------------------------------
 # Patch extraction
 # ----------------------------------------------------------------------------
-
-
-def _output_spatial_shape(
-    spatial_shape: Sequence[int],
-    kernel_shape: Sequence[int],
-    strides: Sequence[int],
-    pads: Pads,
-    dilation: Sequence[int],
-) -> tuple[int, ...]:
-    return tuple(
-        (size + lo + hi - d * (k - 1) - 1) // s + 1
-        for size, k, s, (lo, hi), d in zip(spatial_shape, kernel_shape, strides, pads, dilation)
-    )
 
 
 def _unfold_nd(
@@ -82,8 +70,10 @@ def _unfold_nd(
     offset's slice is the input sample that offset sees at every output
     position, so stacking them is exactly im2col.
     """
-    n = len(kernel_shape)
-    out_shape = _output_spatial_shape(x.shape[1:-1], kernel_shape, strides, pads, dilation)
+    out_shape = tuple(
+        conv_output_size(size, k, s, pad, d)
+        for size, k, s, pad, d in zip(x.shape[1:-1], kernel_shape, strides, pads, dilation)
+    )
     padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     batch, channels = x.shape[0], x.shape[-1]
     slices = []
@@ -98,7 +88,7 @@ def _unfold_nd(
                 (1, *strides, 1),
             )
         )
-    patches = jnp.stack(slices, axis=n + 1)  # (N, *out, prod(K), C)
+    patches = jnp.stack(slices, axis=-2)  # (N, *out, prod(K), C)
     return patches.reshape(batch, *out_shape, len(slices) * channels)
 
 
