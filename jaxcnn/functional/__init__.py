@@ -23,3 +23,4 @@ from jaxcnn.functional.activations import (
     softmax,
     tanh,
 )
+from jaxcnn.functional.local import locally_connected2d, tiled_conv2d
