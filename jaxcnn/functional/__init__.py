@@ -24,3 +24,4 @@ from jaxcnn.functional.activations import (
     tanh,
 )
 from jaxcnn.functional.local import locally_connected2d, tiled_conv2d
+from jaxcnn.functional.norm import group_norm, instance_norm, layer_norm, local_response_norm
