@@ -8,11 +8,11 @@
 
 Knows nothing of models or training.
 """
-from jaxcnn.data.augment import crop_flip_params, random_crop_flip
+from jaxcnn.data.augment import apply_crop_flip, crop_flip_params, random_crop_flip
 from jaxcnn.data.cifar import read_binary_batch, read_pickle_batch
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.idx import read_idx
-from jaxcnn.data.normalize import (
+from jaxcnn.data.preprocess import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DIGITS_MEAN,
@@ -44,6 +44,7 @@ __all__ = [
     "stats_for",
     "random_crop_flip",
     "crop_flip_params",
+    "apply_crop_flip",
     "MNIST_MEAN",
     "MNIST_STD",
     "FASHION_MNIST_MEAN",

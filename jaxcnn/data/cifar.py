@@ -31,9 +31,13 @@ BATCH_STEMS = {
 }
 PICKLE_DIR, BINARY_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
 
-# The only globals the official pickles reference (numpy arrays inside a dict).
-# Anything else in a pickle (e.g. os.system) is refused instead of executed.
+# The only globals a batch pickle needs: numpy array reconstruction (protocols
+# 2-4 and 5's _frombuffer) and _codecs.encode, which Python 3 uses to pickle
+# bytes at protocol 2. Anything else (e.g. os.system) is refused, not executed.
 _ALLOWED_PICKLE_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),

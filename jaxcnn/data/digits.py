@@ -11,13 +11,14 @@ images with the class proportions of the whole set.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from jaxcnn.data.dataset import ArrayDataset
 
 NUM_CLASSES = 10
 TEST_EVERY = 5
-TRAIN_SIZE, TEST_SIZE = 1442, 355
 MAX_RAW_VALUE = 16
 
 
@@ -31,6 +32,19 @@ def load_digits_split(split: str) -> ArrayDataset:
     """
     if split not in ("train", "test"):
         raise ValueError(f'split must be "train" or "test", got {split!r}')
+    images, targets, is_test = _scaled_digits_and_test_mask()
+    keep = is_test if split == "test" else ~is_test
+    return ArrayDataset(
+        images=images[keep],
+        labels=targets[keep],
+        num_classes=NUM_CLASSES,
+        name="digits",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _scaled_digits_and_test_mask() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All 1,797 images (N, 8, 8, 1) uint8, labels (N,) int32, and the test mask (N,) bool."""
     # Imported here so importing jaxcnn.data does not pay for scikit-learn.
     from sklearn.datasets import load_digits
 
@@ -41,12 +55,9 @@ def load_digits_split(split: str) -> ArrayDataset:
         members = np.flatnonzero(targets == digit)
         position_in_class[members] = np.arange(len(members))
     is_test = position_in_class % TEST_EVERY == TEST_EVERY - 1
-    keep = is_test if split == "test" else ~is_test
-
-    images = np.round(raw_images[keep] * (255.0 / MAX_RAW_VALUE)).astype(np.uint8)[..., None]
-    return ArrayDataset(
-        images=images,
-        labels=targets[keep].astype(np.int32),
-        num_classes=NUM_CLASSES,
-        name="digits",
-    )
+    images = np.round(raw_images * (255.0 / MAX_RAW_VALUE)).astype(np.uint8)[..., None]
+    labels = targets.astype(np.int32)
+    # Cached and shared: read-only so no caller can alter later loads.
+    for array in (images, labels, is_test):
+        array.flags.writeable = False
+    return images, labels, is_test
