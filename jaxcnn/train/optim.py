@@ -17,6 +17,7 @@ starting at 0) to the learning rate of the next update, so the first update of
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
@@ -279,21 +280,12 @@ class Plateau:
             states are handled: the same update is applied on every replica.
           metric: a scalar, e.g. the validation accuracy (``mode="max"``).
         """
-        value = -jnp.asarray(metric, jnp.float32) if self.mode == "max" else jnp.asarray(
-            metric, jnp.float32
-        )
-        inner = self._optax()
-
-        def update_one(plateau_state):
-            _, new_state = inner.update({}, plateau_state, value=value)
-            return new_state
+        value = jnp.asarray(metric, jnp.float32)
+        if self.mode == "max":
+            value = -value
 
         def update(node):
-            if not _is_plateau_state(node):
-                return node
-            if jnp.ndim(node.scale) == 1:  # replicated over pmap devices
-                return jax.vmap(update_one)(node)
-            return update_one(node)
+            return _update_plateau_state(self, node, value) if _is_plateau_state(node) else node
 
         found = [n for n in jax.tree.leaves(state.opt_state, is_leaf=_is_plateau_state)
                  if _is_plateau_state(n)]
@@ -308,6 +300,19 @@ class Plateau:
 
 def _is_plateau_state(node) -> bool:
     return isinstance(node, ReduceLROnPlateauState)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _update_plateau_state(plateau: Plateau, plateau_state, value):
+    """One epoch of optax's reduce_on_plateau logic (jit: eager lax.cond is slow)."""
+
+    def update_one(one_state):
+        _, new_state = plateau._optax().update({}, one_state, value=value)
+        return new_state
+
+    if jnp.ndim(plateau_state.scale) == 1:  # replicated over pmap devices
+        return jax.vmap(update_one)(plateau_state)
+    return update_one(plateau_state)
 
 
 def learning_rate_scale(opt_state) -> float:
