@@ -1,0 +1,96 @@
+"""LeNet-5: the slides' version, LeCun et al.'s 1998 original, and a variable-input-size variant.
+
+All take NHWC images and return ``(N, num_classes)`` logits; ``train`` is
+accepted for the common model protocol (none of them has dropout or batch norm).
+"""
+from __future__ import annotations
+
+from flax import linen as nn
+
+from jaxcnn.nn import (
+    ConnectionTableConv,
+    Conv,
+    Dense,
+    Flatten,
+    LECUN_C3_TABLE,
+    MaxPool,
+    ReLU,
+    ScaledTanh,
+    Subsampling,
+)
+
+__all__ = ["LeNet5", "LeNet5Classic"]
+
+
+class LeNet5(nn.Module):
+    """The slides' LeNet-5 (1,256,080 params for 28x28x1 input and 10 classes).
+
+    conv1 20@5x5 pad 2 -> relu -> pool1 max 2/2 -> conv2 50@5x5 pad 2 -> relu ->
+    pool2 max 2/2 -> flatten -> fc3 500 -> relu -> fc4 ``num_classes``.
+
+    Input ``(N, H, W, C)``, any ``H, W >= 4``; the convs keep the size and each
+    pool halves it (floor), so fc3 sees ``floor(floor(H/2)/2) * floor(floor(W/2)/2) * 50``
+    features -- 2450 for 28x28, 200 for 8x8 -- read from the shape at init.
+    Output ``(N, num_classes)`` logits.
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        del train  # no train/eval difference in this model
+        x = Conv(20, (5, 5), padding=2, name="conv1")(x)
+        x = ReLU(name="relu1")(x)
+        x = MaxPool(2, 2, name="pool1")(x)
+        x = Conv(50, (5, 5), padding=2, name="conv2")(x)
+        x = ReLU(name="relu2")(x)
+        x = MaxPool(2, 2, name="pool2")(x)
+        x = Flatten(name="flatten")(x)
+        x = Dense(500, name="fc3")(x)
+        x = ReLU(name="relu3")(x)
+        return Dense(self.num_classes, name="fc4")(x)
+
+
+class LeNet5Classic(nn.Module):
+    """LeNet-5 of LeCun, Bottou, Bengio & Haffner 1998 on 32x32 input (60,850 params).
+
+    C1 6@5x5 (28x28) -> S2 (14x14) -> C3 16@5x5 (10x10) -> S4 (5x5) ->
+    C5 120@5x5 (1x1) -> F6 84 -> output ``num_classes``; every layer but the
+    output is followed by LeCun's ``1.7159 * tanh(2/3 * a)``.
+
+    Choices, where the paper leaves room or is not reproducible here:
+      - S2/S4 are :class:`~jaxcnn.nn.Subsampling`: per map a trainable
+        coefficient and bias on the 2x2 average (the paper's sum; the factor 4
+        is absorbed in the coefficient) -- 12 and 32 parameters.
+      - C3 uses the paper's Table I (:data:`~jaxcnn.nn.LECUN_C3_TABLE`) through
+        :class:`~jaxcnn.nn.ConnectionTableConv`: 60 connected 5x5 filters + 16
+        biases = 1,516 parameters, instead of 2,416 fully connected.
+      - The output layer is a Dense layer giving logits (850 parameters), not
+        the paper's Euclidean RBF units with fixed +-1 code vectors.
+    Parameters: C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164 =
+    60,000 (the paper's count) + output 850 = 60,850.
+
+    Input ``(N, 32, 32, C)`` (C = 1 for MNIST padded to 32x32). Other sizes work
+    when C5 is still reachable: H, W >= 32 gives C5 a larger map, which is
+    flattened into F6. Output ``(N, num_classes)``.
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        del train
+        x = Conv(6, (5, 5), name="c1")(x)
+        x = ScaledTanh(name="c1_act")(x)
+        x = Subsampling(2, 2, name="s2")(x)
+        x = ScaledTanh(name="s2_act")(x)
+        x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), name="c3")(x)
+        x = ScaledTanh(name="c3_act")(x)
+        x = Subsampling(2, 2, name="s4")(x)
+        x = ScaledTanh(name="s4_act")(x)
+        x = Conv(120, (5, 5), name="c5")(x)
+        x = ScaledTanh(name="c5_act")(x)
+        x = Flatten(name="flatten")(x)
+        x = Dense(84, name="f6")(x)
+        x = ScaledTanh(name="f6_act")(x)
+        return Dense(self.num_classes, name="output")(x)

@@ -1,0 +1,62 @@
+"""Model names -> constructors: ``get("resnet20", num_classes=100)``, ``names()``."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+
+from flax import linen as nn
+
+from jaxcnn.models import alexnet, googlenet, lenet, resnet, vgg
+
+__all__ = ["get", "names", "MODELS"]
+
+# Every constructor returns an unbound flax Module called model(x, train=...).
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": lenet.LeNet5,
+    "lenet5_classic": lenet.LeNet5Classic,
+    "alexnet": alexnet.AlexNet,
+    "vgg11": vgg.VGG11,
+    "vgg16": vgg.VGG16,
+    "googlenet": googlenet.GoogLeNet,
+    "resnet18": resnet.ResNet18,
+    "resnet34": resnet.ResNet34,
+    "resnet50": resnet.ResNet50,
+    "resnet20": resnet.ResNet20,
+    "resnet32": resnet.ResNet32,
+    "resnet44": resnet.ResNet44,
+    "resnet56": resnet.ResNet56,
+    "resnet110": resnet.ResNet110,
+}
+
+
+def names() -> list[str]:
+    """The registered model names, sorted."""
+    return sorted(MODELS)
+
+
+def _fields(constructor) -> list[str]:
+    """The keyword arguments a constructor (a Module class or a partial of one) accepts."""
+    cls = constructor.func if isinstance(constructor, partial) else constructor
+    fixed = set(constructor.keywords) if isinstance(constructor, partial) else set()
+    return [
+        f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name") and f.name not in fixed
+    ]
+
+
+def get(name: str, **kwargs) -> nn.Module:
+    """The model registered as ``name``, built with ``kwargs`` (e.g. ``num_classes=10``).
+
+    Raises ValueError for an unknown name (listing the valid ones) or a
+    keyword the model does not have (listing the ones it has).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
+    constructor = MODELS[name]
+    accepted = _fields(constructor)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted)}"
+        )
+    return constructor(**kwargs)
