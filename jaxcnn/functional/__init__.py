@@ -2,7 +2,7 @@
 
 Each submodule appends its public names below (one block per submodule).
 """
-from jaxcnn.functional.conv import conv1d, conv2d, conv3d, unfold
+from jaxcnn.functional.conv import conv1d, conv2d, conv3d, fold, unfold
 from jaxcnn.functional.shapes import conv_output_shape, conv_output_size
 from jaxcnn.functional.pool import (
     avg_pool2d,

@@ -22,6 +22,7 @@ choice can be added there without touching the rest.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
@@ -116,6 +117,92 @@ def unfold(x, kernel_size, *, stride=1, padding=0, dilation=1) -> jnp.ndarray:
     pads = explicit_padding(padding, x.shape[1:3], kernel_shape, strides, dilations)
     check_window_fits(x.shape[1:3], kernel_shape, pads, dilations)
     return _unfold_nd(x, kernel_shape, strides, pads, dilations)
+
+
+def _fold_nd(
+    patches: jnp.ndarray,
+    spatial_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Pads,
+    dilation: Sequence[int],
+) -> jnp.ndarray:
+    """The adjoint (transpose) of :func:`_unfold_nd` (col2im), arguments validated.
+
+    ``patches``: (N, *out_spatial, prod(kernel_shape) * C) -> (N, *spatial_shape, C):
+    every patch entry is added back at the input position it was read from;
+    entries that came from the zero padding are dropped.
+
+    Each kernel offset's slice is put back with one ``lax.pad`` — low padding
+    to its start, interior padding ``stride - 1`` between samples — which is
+    exactly the transpose of the strided slice in ``_unfold_nd``.
+    """
+    batch, *out_shape, features = patches.shape
+    window = math.prod(kernel_shape)
+    channels = features // window
+    patches = patches.reshape(batch, *out_shape, window, channels)
+    padded_shape = tuple(size + lo + hi for size, (lo, hi) in zip(spatial_shape, pads))
+    zero = jnp.zeros((), patches.dtype)
+    total = None
+    for index, offset in enumerate(itertools.product(*(range(k) for k in kernel_shape))):
+        config = [(0, 0, 0)]
+        for o, d, out, s, padded in zip(offset, dilation, out_shape, strides, padded_shape):
+            start, extent = o * d, (out - 1) * s + 1
+            config.append((start, padded - start - extent, s - 1))
+        config.append((0, 0, 0))
+        placed = lax.pad(patches[..., index, :], zero, config)
+        total = placed if total is None else total + placed
+    return lax.slice(
+        total,
+        (0, *(lo for lo, _ in pads), 0),
+        (batch, *(lo + size for size, (lo, _) in zip(spatial_shape, pads)), channels),
+    )
+
+
+def fold(patches, input_size, kernel_size, *, stride=1, padding=0, dilation=1) -> jnp.ndarray:
+    """Sum patch vectors back into an NHWC image (col2im): the adjoint of :func:`unfold`.
+
+    Args:
+      patches: (N, H', W', KH * KW * C), features ordered (kh, kw, c) as :func:`unfold` makes them.
+      input_size: (H, W) of the image the patches came from.
+      kernel_size, stride, padding, dilation: as given to :func:`unfold`.
+
+    Returns:
+      (N, H, W, C) where each input position holds the sum of every patch entry
+      read from it (so ``fold(unfold(x))`` is ``x`` times how many windows
+      cover each pixel, and ``<unfold(x), p> == <x, fold(p)>``). This is the
+      gradient of :func:`unfold`, and the "col2im" of an im2col backward pass.
+
+    Raises:
+      ValueError: patches not rank 4, a feature size not divisible by KH*KW, or
+        patches whose (H', W') is not the output size of the given geometry.
+    """
+    patches = jnp.asarray(patches)
+    if patches.ndim != 4:
+        raise ValueError(
+            f"expected (N, H', W', KH*KW*C) patches (rank 4), got shape {patches.shape}"
+        )
+    input_size = positive_tuple(input_size, 2, "input_size")
+    kernel_shape = positive_tuple(kernel_size, 2, "kernel_size")
+    strides = positive_tuple(stride, 2, "stride")
+    dilations = positive_tuple(dilation, 2, "dilation")
+    pads = explicit_padding(padding, input_size, kernel_shape, strides, dilations)
+    check_window_fits(input_size, kernel_shape, pads, dilations)
+    window = math.prod(kernel_shape)
+    if patches.shape[-1] % window:
+        raise ValueError(
+            f"patch features ({patches.shape[-1]}) must be KH*KW*C with KH*KW={window}"
+        )
+    out_shape = tuple(
+        conv_output_size(size, k, s, pad, d)
+        for size, k, s, pad, d in zip(input_size, kernel_shape, strides, pads, dilations)
+    )
+    if patches.shape[1:3] != out_shape:
+        raise ValueError(
+            f"patches have {patches.shape[1:3]} positions but a {input_size} input with this "
+            f"kernel/stride/padding/dilation gives (H', W') = {out_shape}"
+        )
+    return _fold_nd(patches, input_size, kernel_shape, strides, pads, dilations)
 
 
 # ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxcnn.functional import conv1d, conv2d, conv3d, unfold
+from jaxcnn.functional import conv1d, conv2d, conv3d, fold, unfold
 
 IMPLS = ("xla", "im2col")
 CONV = {1: conv1d, 2: conv2d, 3: conv3d}
@@ -272,6 +272,34 @@ def test_unfold_times_flattened_kernel_is_conv2d():
     np.testing.assert_allclose(product, conv2d(x, w, **kw), rtol=1e-5, atol=1e-5)
 
 
+def test_fold_counts_window_coverage_by_hand():
+    # 4x4 ones, 3x3 window, stride 1, no padding: a pixel is in (#row windows) x (#col windows)
+    # windows; per dim the 2 windows cover rows [0..2] and [1..3] -> counts 1, 2, 2, 1.
+    x = jnp.ones((1, 4, 4, 1))
+    per_dim = np.array([1, 2, 2, 1], np.float32)
+    np.testing.assert_array_equal(fold(unfold(x, 3), (4, 4), 3)[0, :, :, 0], np.outer(per_dim, per_dim))
+    # Stride 2, padding 1 on a 3x3 input, 2x2 window: windows start at padded 0 and 2, covering
+    # padded [0, 1] and [2, 3] -> every real pixel exactly once.
+    x = jnp.ones((1, 3, 3, 2))
+    np.testing.assert_array_equal(fold(unfold(x, 2, stride=2, padding=1), (3, 3), 2, stride=2, padding=1), x)
+
+
+def test_fold_is_the_adjoint_and_the_gradient_of_unfold():
+    rng = np.random.default_rng(6)
+    x = _rand(rng, (2, 7, 6, 3))
+    kw = dict(stride=(2, 1), padding=((1, 0), (2, 1)), dilation=(1, 2))
+
+    @jax.jit
+    def run(x, p):
+        patches, vjp = jax.vjp(lambda x: unfold(x, (3, 2), **kw), x)
+        return patches, vjp(p)[0], fold(p, (7, 6), (3, 2), **kw)
+
+    p = _rand(rng, unfold(x, (3, 2), **kw).shape)
+    patches, unfold_grad, folded = run(x, p)
+    np.testing.assert_allclose(folded, unfold_grad, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.vdot(patches, p), np.vdot(x, folded), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------
 # check_grads, jit vs eager, dtype
 # ----------------------------------------------------------------------------
@@ -349,6 +377,10 @@ W = jnp.zeros((3, 3, 4, 6))
         (lambda: unfold(jnp.zeros((5, 5, 4)), 3), r"expected NHWC input"),
         (lambda: unfold(X, 6), r"kernel \(6, 6\).*larger than the padded input"),
         (lambda: unfold(X, 0), r"kernel_size must be >= 1"),
+        (lambda: fold(jnp.zeros((1, 3, 3)), (5, 5), 3), r"expected \(N, H', W', KH\*KW\*C\) patches \(rank 4\)"),
+        (lambda: fold(jnp.zeros((1, 3, 3, 10)), (5, 5), 3), r"patch features \(10\) must be KH\*KW\*C with KH\*KW=9"),
+        (lambda: fold(jnp.zeros((1, 2, 3, 9)), (5, 5), 3), r"patches have \(2, 3\) positions .*\(H', W'\) = \(3, 3\)"),
+        (lambda: fold(jnp.zeros((1, 3, 3, 9)), (2, 5), 3), r"kernel \(3, 3\).*larger than the padded input"),
     ],
 )
 def test_bad_input_raises_value_error(call, message):
