@@ -236,6 +236,7 @@ def test_receptive_field_follows_branches_not_call_order():
     assert rows["block.conv_a"].receptive_field == (3, 3)
     assert rows["block.conv_b"].receptive_field == (7, 7)
     assert rows["block.shortcut"].receptive_field == (1, 1)
+    assert rows["block"].receptive_field == (7, 7)
     assert rows["head"].receptive_field == (11, 11)
     # Interior unit of the 16x16 output, far from the zero padding.
     assert gradient_support(ResidualNet(), (1, 32, 32, 1), (0, 8, 8, 0)) == (11, 11)
@@ -261,6 +262,7 @@ def test_receptive_field_through_concatenated_branches_and_remat():
 
     rows = by_name(summarize(Net(), (1, 12, 12, 3)))
     assert rows["inception.conv5x5"].receptive_field == (5, 5)
+    assert rows["inception"].receptive_field == (5, 5)
     assert rows["merge"].receptive_field == (5, 5)
     assert rows["merge"].macs == 12 * 12 * 1 * 6
 
@@ -288,6 +290,25 @@ def test_global_pool_sees_its_whole_input():
     rows = by_name(summarize(Net(), (1, 9, 9, 1)))
     assert rows["gap"].output_shape == (1, 4)
     assert rows["gap"].receptive_field == (3 + 3 * 2, 3 + 3 * 2)
+
+
+def test_locally_connected_layers():
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = jnn.LocallyConnected2D(3, (3, 3), name="local")(x)  # 6x6x2 -> 4x4x3
+            return jnn.TiledConv2D(3, (3, 3), stride=2, tiles=2, name="tiled")(x)  # -> 1x1x3
+
+    rows = by_name(summarize(Net(), (1, 6, 6, 2)))
+    local, tiled = rows["local"], rows["tiled"]
+    assert local.kind == tiled.kind == "local"
+    # Unshared weights: one 3x3x2x3 kernel (and 3 biases) per output position ...
+    assert local.params == 4 * 4 * (3 * 3 * 2 * 3 + 3)
+    # ... but each position still does one kernel's worth of multiply-adds.
+    assert local.macs == 4 * 4 * 3 * (3 * 3 * 2)
+    assert tiled.params == 2 * 2 * (3 * 3 * 3 * 3 + 3)
+    assert tiled.macs == 1 * 1 * 3 * (3 * 3 * 3)
+    assert local.receptive_field == (3, 3) and tiled.receptive_field == (5, 5)
 
 
 # --- the model zoo ------------------------------------------------------------

@@ -5,7 +5,7 @@
     print_summary("resnet50")          # what `jaxcnn summary resnet50` prints
 
 The model is traced, never run (shape evaluation only): see
-:mod:`jaxcnn.summary.rows` for how layers are found and
+:mod:`jaxcnn.summary.protocol` for how layers are recognised and
 :mod:`jaxcnn.summary.receptive_field` for how receptive fields compose.
 """
 from jaxcnn.summary.receptive_field import Field

@@ -6,12 +6,7 @@ traced once with ``jax.make_jaxpr`` on a shape-only input, under a
 (module, input and output shapes) and marks the layer's input and output in the
 trace, so receptive fields can follow the real data flow (see
 :mod:`jaxcnn.summary.receptive_field`). Tracing ResNet-50 takes about a second.
-
-Layers are found through the jaxcnn.nn summary protocol: every layer module
-class has a ``summary_kind: ClassVar[str]`` (one of :data:`KINDS`); conv and
-locally connected modules expose ``kernel_size``, ``stride``, ``dilation``,
-``groups``; pool modules expose ``window`` and ``stride`` (a pool without a
-``window`` pools globally over its input).
+Layers are recognised by the protocol in :mod:`jaxcnn.summary.protocol`.
 """
 from __future__ import annotations
 
@@ -25,34 +20,22 @@ import jax.numpy as jnp
 from flax.core import meta
 from jax.ad_checkpoint import checkpoint_name
 
-from jaxcnn.functional._checks import positive_tuple
-from jaxcnn.summary.receptive_field import (
-    INPUT_MARKER,
-    OUTPUT_MARKER,
-    Field,
-    compose,
-    trace_fields,
+from jaxcnn.summary.protocol import (
+    FIELD_KINDS,
+    KINDS,
+    LayerCall,
+    display_name,
+    multiply_adds,
+    output_field,
+    summary_kind_of,
 )
+from jaxcnn.summary.receptive_field import INPUT_MARKER, OUTPUT_MARKER, Field, trace_fields
 
-# Values of the ``summary_kind`` class attribute of jaxcnn.nn layer modules.
-KINDS = frozenset(
-    {"conv", "pool", "dense", "norm", "activation", "flatten", "dropout", "block", "local"}
-)
 # Kind of the first row, which describes the model input (as the slides' tables do).
 INPUT_KIND = "input"
 # Kind of the row given to a module outside the protocol that owns parameters
 # no protocol layer accounts for (e.g. a flax.linen.Dense used directly).
 OTHER_KIND = "other"
-# Kinds whose output is a grid of windows over their input: they get a receptive field.
-WINDOWED_KINDS = frozenset({"conv", "pool", "local"})
-
-# Attribute names read from a module, first match wins. The protocol names come
-# first; the alternatives are flax.linen's spellings of the same hyperparameters.
-_KERNEL_ATTRS = ("kernel_size",)
-_WINDOW_ATTRS = ("window", "window_shape")
-_STRIDE_ATTRS = ("stride", "strides")
-_DILATION_ATTRS = ("dilation", "kernel_dilation")
-_GROUPS_ATTRS = ("groups", "feature_group_count")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +71,10 @@ class Row:
         (output elements)·in_features. Bias
         additions, pooling, normalisation, activations and the adds of residual
         blocks are not counted (0), as in the slides' tables.
-      receptive_field: for conv/pool/local rows, the input pixels seen by one
-        output unit per spatial dim (e.g. ``(5, 5)``), composed along the data
-        flow; None for other kinds.
+      receptive_field: for conv/pool/local/block rows, the input pixels seen by
+        one output unit per spatial dim (e.g. ``(5, 5)``), composed along the
+        data flow (see :mod:`jaxcnn.summary.receptive_field`; where branches
+        meet, the largest); None for other kinds.
     """
 
     name: str
@@ -107,20 +91,6 @@ class Row:
     weight_shape: tuple[int, ...] | None
     macs: int
     receptive_field: tuple[int, ...] | None
-
-
-@dataclasses.dataclass
-class _Call:
-    """What the interceptor saw of one ``__call__``."""
-
-    index: int
-    path: tuple[str, ...]
-    module: nn.Module
-    kind: str | None
-    input_shape: tuple[int, ...] | None
-    outputs: list[jax.ShapeDtypeStruct] = dataclasses.field(default_factory=list)
-    input_field: Field | None = None
-    output_field: Field | None = None
 
 
 def summarize(
@@ -153,14 +123,14 @@ def summarize(
         :data:`KINDS`, or a conv/pool module lacking a protocol attribute.
     """
     shape = _check_input_shape(input_shape)
-    calls: list[_Call] = []
+    calls: list[LayerCall] = []
 
     def record_layer(next_fun, args, kwargs, context):
         if context.method_name != "__call__":
             return next_fun(*args, **kwargs)
         layer = context.module
-        kind = _summary_kind(layer)
-        call = _Call(
+        kind = summary_kind_of(layer)
+        call = LayerCall(
             index=len(calls),
             path=tuple(layer.path),
             module=layer,
@@ -195,7 +165,7 @@ def summarize(
 
     def layer_output_rule(index: int, propagated: Field | None) -> Field | None:
         call = calls[index]
-        call.output_field = _output_field(call, propagated)
+        call.output_field = output_field(call, propagated)
         return call.output_field
 
     trace_fields(
@@ -240,15 +210,6 @@ def _check_input_shape(input_shape) -> tuple[int, ...]:
     return shape
 
 
-def _summary_kind(layer: nn.Module) -> str | None:
-    kind = getattr(type(layer), "summary_kind", None)
-    if kind is not None and kind not in KINDS:
-        raise ValueError(
-            f"{type(layer).__name__}.summary_kind is {kind!r}; expected one of {sorted(KINDS)}"
-        )
-    return kind
-
-
 def _first_array_shape(args) -> tuple[int, ...] | None:
     for leaf in jax.tree.leaves(args):
         if isinstance(leaf, jax.Array):
@@ -262,92 +223,8 @@ def _mark(tree, name: str):
     )
 
 
-def _attribute(call: _Call, names: Sequence[str], *, default=None, required: bool = True):
-    for attr in names:
-        value = getattr(call.module, attr, None)
-        if value is not None:
-            return value
-    if default is None and required:
-        raise ValueError(
-            f"{_display_name(call)} ({type(call.module).__name__}, summary_kind "
-            f"{call.kind!r}) has no attribute {names[0]!r}; the summary protocol needs "
-            f"kernel_size (pool: window), stride, dilation and groups on conv/pool/local modules"
-        )
-    return default
-
-
-def _window_geometry(call: _Call) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(window, stride, dilation) of a conv/pool/local layer, one entry per spatial dim."""
-    if call.input_shape is None or len(call.input_shape) < 3:
-        raise ValueError(
-            f"{_display_name(call)} (summary_kind {call.kind!r}) was called on input of shape "
-            f"{call.input_shape}; expected (batch, spatial..., channels)"
-        )
-    spatial = call.input_shape[1:-1]
-    n = len(spatial)
-    if call.kind == "pool":
-        window = _attribute(call, _WINDOW_ATTRS, required=False)
-        if window is None:  # global pooling: one window over the whole input
-            return tuple(spatial), (1,) * n, (1,) * n
-        window = positive_tuple(window, n, "window")
-        # A pool's stride defaults to its window (non-overlapping pooling).
-        stride = positive_tuple(_attribute(call, _STRIDE_ATTRS, default=window), n, "stride")
-    else:
-        window = positive_tuple(_attribute(call, _KERNEL_ATTRS), n, "kernel_size")
-        stride = positive_tuple(_attribute(call, _STRIDE_ATTRS, default=1), n, "stride")
-    dilation = positive_tuple(_attribute(call, _DILATION_ATTRS, default=1), n, "dilation")
-    return window, stride, dilation
-
-
-def _output_field(call: _Call, propagated: Field | None) -> Field | None:
-    """Field of a layer's output: composed for windowed layers, else as propagated."""
-    if call.kind in WINDOWED_KINDS:
-        if call.input_field is None:
-            return None
-        window, stride, dilation = _window_geometry(call)
-        return compose(call.input_field, window=window, stride=stride, dilation=dilation)
-    if call.kind in ("dense", "flatten"):
-        # A dense layer on a feature map acts per position (a 1x1 conv); after a
-        # flatten there is no spatial map left.
-        keeps_map = (
-            call.outputs
-            and call.input_shape is not None
-            and len(call.outputs[0].shape) == len(call.input_shape) >= 3
-        )
-        return call.input_field if keeps_map else None
-    return propagated
-
-
-def _macs(call: _Call, output: jax.ShapeDtypeStruct, kernel_shape) -> int:
-    out_elements = math.prod(output.shape)
-    if call.kind in ("conv", "dense") and kernel_shape is not None and output.shape:
-        # Every output position (N·H'·W' of them) applies the whole kernel once:
-        # conv N·H'·W'·(KH·KW·C/groups·O), dense N·(in·out). Counting the stored
-        # weights also gets sparse kernels right (LeNet's C3 connection table).
-        return out_elements // output.shape[-1] * math.prod(kernel_shape)
-    if call.kind in ("conv", "local"):
-        # A locally connected layer has its own weights at every position, so
-        # the stored kernel is H'·W' times too big: count from the geometry.
-        window, _, _ = _window_geometry(call)
-        in_channels = call.input_shape[-1]
-        groups = _attribute(call, _GROUPS_ATTRS, default=1) if call.kind == "conv" else 1
-        if not isinstance(groups, int) or groups < 1 or in_channels % groups:
-            raise ValueError(
-                f"{_display_name(call)}: groups must be a positive int dividing the "
-                f"{in_channels} input channels, got {groups!r}"
-            )
-        return out_elements * math.prod(window) * in_channels // groups
-    if call.kind == "dense" and call.input_shape:
-        return out_elements * call.input_shape[-1]
-    return 0
-
-
-def _display_name(call: _Call) -> str:
-    return ".".join(call.path) if call.path else type(call.module).__name__
-
-
-def _rows(calls: list[_Call], params) -> list[Row]:
-    first_call_at: dict[tuple[str, ...], _Call] = {}
+def _rows(calls: list[LayerCall], params) -> list[Row]:
+    first_call_at: dict[tuple[str, ...], LayerCall] = {}
     for call in calls:
         first_call_at.setdefault(call.path, call)
     leaves = {
@@ -365,7 +242,7 @@ def _rows(calls: list[_Call], params) -> list[Row]:
     rows = []
     for call in row_calls:
         repeats[call.path] = repeats.get(call.path, 0) + 1
-        name = _display_name(call)
+        name = display_name(call)
         if repeats[call.path] > 1:
             name += f" (call {repeats[call.path]})"
         mine = owned.get(call.index, {})  # a repeated call owns nothing: keyed by first call
@@ -388,10 +265,10 @@ def _rows(calls: list[_Call], params) -> list[Row]:
                 param_bytes=sum(math.prod(v.shape) * v.dtype.itemsize for v in mine.values()),
                 param_shapes=param_shapes,
                 weight_shape=kernel_shape,
-                macs=_macs(call, output, kernel_shape) if call.kind else 0,
+                macs=multiply_adds(call, output, kernel_shape) if call.kind else 0,
                 receptive_field=(
                     call.output_field.size
-                    if call.kind in WINDOWED_KINDS and call.output_field is not None
+                    if call.kind in FIELD_KINDS and call.output_field is not None
                     else None
                 ),
             )
@@ -399,7 +276,7 @@ def _rows(calls: list[_Call], params) -> list[Row]:
     return rows
 
 
-def _owner(module_path: tuple[str, ...], first_call_at: dict) -> _Call:
+def _owner(module_path: tuple[str, ...], first_call_at: dict) -> LayerCall:
     """The call whose row counts a parameter declared by the module at ``module_path``.
 
     The declaring module's own row if it is a protocol layer; else the nearest
