@@ -25,3 +25,8 @@ from jaxcnn.functional.activations import (
 )
 from jaxcnn.functional.local import locally_connected2d, tiled_conv2d
 from jaxcnn.functional.norm import group_norm, instance_norm, layer_norm, local_response_norm
+from jaxcnn.functional.manual_grad import (
+    avg_pool2d_backward,
+    conv2d_backward,
+    max_pool2d_backward,
+)
