@@ -9,7 +9,8 @@ The model is traced, never run (shape evaluation only): see
 :mod:`jaxcnn.summary.receptive_field` for how receptive fields compose.
 """
 from jaxcnn.summary.receptive_field import Field
-from jaxcnn.summary.rows import KINDS, Row, summarize
+from jaxcnn.summary.protocol import KINDS
+from jaxcnn.summary.rows import Row, summarize
 from jaxcnn.summary.table import (
     DEFAULT_MEMORY_KINDS,
     default_input_shape,

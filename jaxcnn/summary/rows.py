@@ -22,7 +22,6 @@ from jax.ad_checkpoint import checkpoint_name
 
 from jaxcnn.summary.protocol import (
     FIELD_KINDS,
-    KINDS,
     LayerCall,
     display_name,
     multiply_adds,
@@ -120,7 +119,7 @@ def summarize(
 
     Raises:
       ValueError: for a malformed ``input_shape``, a ``summary_kind`` outside
-        :data:`KINDS`, or a conv/pool module lacking a protocol attribute.
+        :data:`jaxcnn.summary.protocol.KINDS`, or a conv/pool module lacking a protocol attribute.
     """
     shape = _check_input_shape(input_shape)
     calls: list[LayerCall] = []
