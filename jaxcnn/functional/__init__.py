@@ -30,3 +30,5 @@ from jaxcnn.functional.manual_grad import (
     conv2d_backward,
     max_pool2d_backward,
 )
+from jaxcnn.functional.pool import weighted_avg_pool2d
+from jaxcnn.functional.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d

@@ -1,4 +1,4 @@
-"""Window pooling over NHWC activations: max, average, power-average (Lp), global.
+"""Window pooling over NHWC activations: max, average, power-average (Lp), distance-weighted, global.
 
 Shapes (all functions here): ``x`` is ``(N, H, W, C)``; a window ``(KH, KW)``
 moves with stride ``(SH, SW)`` (default: the window, i.e. non-overlapping)
@@ -9,7 +9,7 @@ over the input padded by ``(top, bottom), (left, right)``. The output is
 
 Pooling acts on each channel separately and never mixes examples.
 
-Adaptive and distance-weighted pooling live in :mod:`jaxcnn.functional.adaptive_pool`.
+Adaptive pooling (a fixed output size for any input size) lives in :mod:`jaxcnn.functional.adaptive_pool`.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ __all__ = [
     "lp_pool2d",
     "global_avg_pool",
     "global_max_pool",
+    "weighted_avg_pool2d",
 ]
 
 
@@ -176,6 +177,51 @@ def lp_pool2d(x, p, window, stride=None):
         _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0)),
     )
     return (sums if p == 1 else sums ** (1.0 / p)).astype(x.dtype)
+
+
+def _gaussian_window_weights(window: tuple[int, int], sigma: float) -> np.ndarray:
+    """``(KH, KW)`` weights ``exp(-d^2 / (2 sigma^2))`` normalized to sum 1; d from the window centre."""
+    rows = np.arange(window[0]) - (window[0] - 1) / 2
+    cols = np.arange(window[1]) - (window[1] - 1) / 2
+    squared_distance = rows[:, None] ** 2 + cols[None, :] ** 2
+    weights = np.exp(-squared_distance / (2.0 * sigma**2))
+    return weights / weights.sum()
+
+
+def weighted_avg_pool2d(x, window, stride=None, sigma=1.0):
+    """Distance-weighted average pooling: a Gaussian-weighted mean of each window.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      window: ``KH`` or ``(KH, KW)``.
+      stride: ``S`` or ``(SH, SW)``; ``None`` (default) means the window.
+      sigma: the Gaussian's standard deviation in pixels, a positive number.
+
+    Output ``(N, H', W', C)`` with ``H' = floor((H - KH) / SH) + 1`` (no padding),
+    ``y = sum_{a,b} weight[a, b] * x[window position (a, b)]`` where::
+
+        weight[a, b] = exp(-d^2 / (2 sigma^2)) / (sum of all such terms)
+        d^2 = (a - (KH - 1) / 2)^2 + (b - (KW - 1) / 2)^2
+
+    i.e. the weights sum to 1, are largest at the window's centre (between
+    pixels for an even window), and tend to a plain average as sigma grows.
+    Computed as a depthwise convolution; bf16/f16 accumulate in float32.
+    """
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"weighted_avg_pool2d: sigma must be a positive finite number, got {sigma!r}")
+    window, strides, _ = pool_geometry(x, window, stride, 0, op="weighted_avg_pool2d")
+    acc = x.astype(_accumulation_dtype(x.dtype))
+    channels = x.shape[-1]
+    weights = _gaussian_window_weights(window, float(sigma)).astype(acc.dtype)
+    # one copy of the weights per channel; feature groups keep channels apart
+    kernel = np.broadcast_to(weights[:, :, None, None], window + (1, channels))
+    pooled = lax.conv_general_dilated(
+        acc, jnp.asarray(kernel), strides, "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=channels,
+        precision=lax.Precision.HIGHEST,
+    )
+    return pooled.astype(x.dtype)
 
 
 def _check_global_input(x, op: str) -> tuple[int, ...]:

@@ -313,3 +313,74 @@ X = np.zeros((1, 4, 4, 2), np.float32)
 def test_bad_arguments_raise_value_error_naming_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- distance-weighted average
+def loop_weighted_pool(x, window, stride, sigma):
+    """Loops; each window's weights exp(-d^2 / (2 sigma^2)) / sum, d measured from the window centre."""
+    n_, h, w, c_ = x.shape
+    (kh, kw), (sh, sw) = window, stride
+    centre = ((kh - 1) / 2, (kw - 1) / 2)
+    weights = np.zeros((kh, kw))
+    for a in range(kh):
+        for b in range(kw):
+            weights[a, b] = np.exp(-((a - centre[0]) ** 2 + (b - centre[1]) ** 2) / (2 * sigma**2))
+    weights /= weights.sum()
+    out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y = np.zeros((n_, out_h, out_w, c_))
+    for n in range(n_):
+        for i in range(out_h):
+            for j in range(out_w):
+                for c in range(c_):
+                    y[n, i, j, c] = (weights * x[n, i * sh : i * sh + kh, j * sw : j * sw + kw, c]).sum()
+    return y
+
+
+@pytest.mark.parametrize("window,stride,sigma", [(3, None, 1.0), ((2, 3), (1, 2), 0.7), (4, 2, 2.5)])
+def test_weighted_avg_pool_matches_loop_reference(window, stride, sigma):
+    x = RNG.normal(size=(2, 7, 8, 3)).astype(np.float32)
+    win, st = _geometry(x.shape, window, stride)
+    np.testing.assert_allclose(
+        pool.weighted_avg_pool2d(x, window, stride, sigma=sigma), loop_weighted_pool(x, win, st, sigma), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_weighted_avg_pool_by_hand():
+    # A single 1 at the centre of a 3x3 window: the output is the centre weight
+    # 1 / (1 + 4 e^{-1/(2 s^2)} + 4 e^{-2/(2 s^2)}); at a corner, the corner weight.
+    sigma = 1.0
+    total = 1 + 4 * np.exp(-0.5) + 4 * np.exp(-1.0)
+    delta = np.zeros((1, 3, 3, 1), np.float32)
+    delta[0, 1, 1, 0] = 1
+    np.testing.assert_allclose(pool.weighted_avg_pool2d(delta, 3, sigma=sigma).reshape(()), 1 / total, rtol=1e-6)
+    delta = np.zeros((1, 3, 3, 1), np.float32)
+    delta[0, 0, 2, 0] = 1
+    np.testing.assert_allclose(pool.weighted_avg_pool2d(delta, 3, sigma=sigma).reshape(()), np.exp(-1.0) / total, rtol=1e-6)
+    # a constant input stays constant (weights sum to 1), and a huge sigma is a plain average
+    np.testing.assert_allclose(pool.weighted_avg_pool2d(np.full((1, 4, 4, 2), 3.0, np.float32), 2), 3.0, rtol=1e-6)
+    x = RNG.normal(size=(1, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(pool.weighted_avg_pool2d(x, 3, 3, sigma=1e4), pool.avg_pool2d(x, 3, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_avg_pool_grads_jit_and_bf16():
+    x = jnp.asarray(RNG.normal(size=(1, 5, 5, 2)), jnp.float32)
+    op = functools.partial(pool.weighted_avg_pool2d, window=3, stride=2, sigma=0.8)
+    jtu.check_grads(op, (x,), order=1, modes=("rev", "fwd"), eps=1e-2, atol=1e-2, rtol=1e-2)
+    np.testing.assert_allclose(jax.jit(op)(x), op(x), rtol=1e-6)
+    y = op(x.astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32), op(x.astype(jnp.bfloat16).astype(jnp.float32)), rtol=2e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: pool.weighted_avg_pool2d(X, 2, sigma=0.0), "sigma must be a positive finite number"),
+        (lambda: pool.weighted_avg_pool2d(X, 2, sigma=float("nan")), "sigma"),
+        (lambda: pool.weighted_avg_pool2d(X, 5), "window"),
+        (lambda: pool.weighted_avg_pool2d(X, 2, stride=0), "stride"),
+    ],
+)
+def test_weighted_avg_pool_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
