@@ -32,3 +32,12 @@ from jaxcnn.functional.manual_grad import (
 )
 from jaxcnn.functional.pool import weighted_avg_pool2d
 from jaxcnn.functional.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
+from jaxcnn.functional.losses import (
+    accuracy,
+    binary_hinge,
+    l1_loss,
+    l2_loss,
+    multiclass_hinge,
+    smooth_l1_loss,
+    softmax_cross_entropy,
+)

@@ -7,9 +7,14 @@ is ``C`` in NHWC / NLC / NDHWC and ``K`` for logits of shape (N, K).
 
 Derivatives at the kinks follow PyTorch, so gradients can be compared one to one:
 ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``elu'(0) = alpha``.
+
+Each public function validates its arguments in Python and hands the math to a
+jitted private function (as ``jax.nn`` does), so an eager call compiles one fused
+program instead of dispatching op by op; under an outer ``jit`` it is inlined.
 """
 from __future__ import annotations
 
+from functools import partial
 from numbers import Real
 
 import jax
@@ -42,7 +47,11 @@ def relu(x: jax.Array) -> jax.Array:
 
     Shapes: ``x`` any shape -> same shape and dtype. Derivative at 0 is 0.
     """
-    x = jnp.asarray(x)
+    return _relu(jnp.asarray(x))
+
+
+@jax.jit
+def _relu(x):
     return jnp.where(x > 0, x, jnp.zeros_like(x))
 
 
@@ -55,7 +64,11 @@ def leaky_relu(x: jax.Array, alpha: float = 0.01) -> jax.Array:
         as in PyTorch's ``negative_slope``). Derivative at 0 is ``alpha``.
     """
     alpha = _check_static_number(alpha, "alpha")
-    x = jnp.asarray(x)
+    return _leaky_relu(jnp.asarray(x), alpha)
+
+
+@partial(jax.jit, static_argnums=1)
+def _leaky_relu(x, alpha):
     return jnp.where(x > 0, x, alpha * x)
 
 
@@ -68,7 +81,11 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
         Derivative at 0 is ``alpha``.
     """
     alpha = _check_static_number(alpha, "alpha")
-    x = jnp.asarray(x)
+    return _elu(jnp.asarray(x), alpha)
+
+
+@partial(jax.jit, static_argnums=1)
+def _elu(x, alpha):
     # exp is evaluated only on the non-positive part: on the unused branch of the
     # where, exp(large x) would overflow and its inf would turn the gradient into NaN.
     # (A where, not jnp.minimum, whose derivative at the tie x == 0 is 1/2.)
@@ -115,7 +132,12 @@ def maxout(x: jax.Array, num_pieces: int) -> jax.Array:
             f"maxout: the last axis has {channels} channels, which num_pieces={num_pieces} "
             f"does not divide; expected a multiple of {num_pieces}"
         )
-    grouped = x.reshape(*x.shape[:-1], channels // num_pieces, num_pieces)
+    return _maxout(x, num_pieces)
+
+
+@partial(jax.jit, static_argnums=1)
+def _maxout(x, num_pieces):
+    grouped = x.reshape(*x.shape[:-1], x.shape[-1] // num_pieces, num_pieces)
     return jnp.max(grouped, axis=-1)
 
 
@@ -131,6 +153,11 @@ def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     """
     x = jnp.asarray(x)
     _check_axis(x, axis)
+    return _log_softmax(x, axis)
+
+
+@partial(jax.jit, static_argnums=1)
+def _log_softmax(x, axis):
     # The shift cancels mathematically, so it needs no gradient of its own.
     shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
@@ -140,6 +167,11 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     """``exp(x) / sum(exp(x))`` along ``axis``; same shape and dtype, sums to 1 along ``axis``."""
     x = jnp.asarray(x)
     _check_axis(x, axis)
+    return _softmax(x, axis)
+
+
+@partial(jax.jit, static_argnums=1)
+def _softmax(x, axis):
     shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     unnormalized = jnp.exp(shifted)
     return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
@@ -174,6 +206,12 @@ def dropout(x: jax.Array, rate: float, *, key: jax.Array | None, train: bool) ->
         return x
     if key is None:
         raise ValueError("dropout with train=True and rate > 0 needs a PRNG key (key=...), got None")
+    # The rate is passed as an array, so every rate shares one compiled program.
+    return _dropout(x, key, jnp.float32(rate))
+
+
+@jax.jit
+def _dropout(x, key, rate):
     keep_probability = 1.0 - rate
     keep = jax.random.bernoulli(key, keep_probability, x.shape)
-    return jnp.where(keep, x / jnp.asarray(keep_probability, x.dtype), jnp.zeros_like(x))
+    return jnp.where(keep, x / keep_probability.astype(x.dtype), jnp.zeros_like(x))

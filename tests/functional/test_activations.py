@@ -221,7 +221,7 @@ def test_dropout_drops_at_rate_and_rescales_kept(rate):
 
 
 def test_dropout_is_deterministic_per_key_and_differs_across_keys():
-    x = jnp.ones((32, 32))
+    x = jnp.ones((64, 16, 16))
     a = A.dropout(x, 0.5, key=jax.random.key(3), train=True)
     b = A.dropout(x, 0.5, key=jax.random.key(3), train=True)
     c = A.dropout(x, 0.5, key=jax.random.key(4), train=True)
@@ -244,7 +244,10 @@ def test_dropout_gradient_is_mask_over_keep_probability_and_jit_matches():
     kept = (np.asarray(y) != 0).astype(np.float32)
     np.testing.assert_allclose(jax.grad(loss)(x), kept / (1 - rate), rtol=1e-6)
     jitted = jax.jit(lambda v, k: A.dropout(v, rate, key=k, train=True))
-    np.testing.assert_array_equal(jitted(x, key), y)
+    jitted_y = jitted(x, key)
+    # Same mask; the scale may differ in the last ulp once XLA constant-folds 1/(1-rate).
+    np.testing.assert_array_equal(jitted_y == 0, y == 0)
+    np.testing.assert_allclose(jitted_y, y, rtol=1e-6)
 
 
 def test_dropout_errors():
