@@ -4,7 +4,6 @@ Each sweep case compiles ONE jitted function that returns the forward output
 and the gradients of both implementations, so the suite stays fast.
 """
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -170,7 +169,7 @@ def _torch_value_and_grads(x, w, b, cotangent, **kw):
     return [a.detach().numpy() for a in (y, xt.grad, wt.grad, bt.grad)]
 
 
-def _jax_value_and_grads(conv, cotangent_shape, **kw):
+def _jax_value_and_grads(conv, **kw):
     """One jit: for each impl, (y, dx, dw, db) of sum(y * cotangent)."""
 
     @jax.jit
@@ -209,7 +208,7 @@ def _check_against_torch(ndim, x_shape, kernel, stride, padding, dilation, group
     )
     if padding == "SAME":
         assert out_spatial == tuple(-(-s // st) for s, st in zip(x_shape[1:-1], _pairs(stride, ndim)))
-    results = _jax_value_and_grads(CONV[ndim], cotangent.shape, **kw)(x, w, b, cotangent)
+    results = _jax_value_and_grads(CONV[ndim], **kw)(x, w, b, cotangent)
     for impl, got in zip(IMPLS, results):
         for name, g, e in zip(("y", "dx", "dw", "db"), got, expected):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=f"{impl} {name}")
@@ -333,13 +332,14 @@ def test_output_dtype_and_mixed_precision_promotion():
         np.testing.assert_array_equal(y, np.full((1, 3, 3, 3), 8.0))
 
 
-def test_default_impl_is_xla_and_output_size_formula():
-    x = jnp.zeros((3, 10, 9, 2))
-    w = jnp.zeros((3, 4, 2, 5))
-    y = conv2d(x, w, stride=(3, 2), padding=((2, 1), (0, 0)), dilation=(2, 1))
-    # floor((10 + 3 - 2*2 - 1) / 3) + 1 = 3 ; floor((9 - 3 - 1) / 2) + 1 = 3
+def test_output_size_formula_and_default_impl():
+    rng = np.random.default_rng(7)
+    x, w = _rand(rng, (3, 10, 9, 2)), _rand(rng, (3, 4, 2, 5))
+    kw = dict(stride=(3, 2), padding=((2, 1), (0, 0)), dilation=(2, 1))
+    y = conv2d(x, w, **kw)
+    # H' = floor((10 + 2 + 1 - 2*(3-1) - 1) / 3) + 1 = 3 ; W' = floor((9 - 1*(4-1) - 1) / 2) + 1 = 3
     assert y.shape == (3, 3, 3, 5)
-    assert math.floor((10 + 3 - 2 * 2 - 1) / 3) + 1 == 3
+    np.testing.assert_array_equal(y, conv2d(x, w, impl="xla", **kw))
 
 
 # ----------------------------------------------------------------------------
