@@ -342,6 +342,16 @@ def test_output_size_formula_and_default_impl():
     np.testing.assert_array_equal(y, conv2d(x, w, impl="xla", **kw))
 
 
+@pytest.mark.parametrize("conv,ndim", [(conv1d, 1), (conv2d, 2), (conv3d, 3)])
+def test_im2col_path_has_no_convolution_primitive(conv, ndim):
+    x, w = jnp.zeros((1, *(5,) * ndim, 4)), jnp.zeros((*(2,) * ndim, 2, 6))
+    kw = dict(stride=2, padding=1, groups=2)
+    im2col = str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="im2col", **kw))(x, w))
+    xla = str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="xla", **kw))(x, w))
+    assert "conv_general_dilated" not in im2col and "dot_general" in im2col
+    assert xla.count("conv_general_dilated") == 1
+
+
 # ----------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------
