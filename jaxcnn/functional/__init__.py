@@ -41,3 +41,10 @@ from jaxcnn.functional.losses import (
     smooth_l1_loss,
     softmax_cross_entropy,
 )
+from jaxcnn.functional.init import (
+    fan_in_fan_out,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    he_uniform,
+)

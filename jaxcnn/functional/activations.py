@@ -206,12 +206,19 @@ def dropout(x: jax.Array, rate: float, *, key: jax.Array | None, train: bool) ->
         return x
     if key is None:
         raise ValueError("dropout with train=True and rate > 0 needs a PRNG key (key=...), got None")
-    # The rate is passed as an array, so every rate shares one compiled program.
-    return _dropout(x, key, jnp.float32(rate))
+    keep_probability = jnp.float32(1.0 - rate)
+    # The mask has its own jitted function: it does not depend on x, so gradients
+    # and other dtypes reuse its compiled sampler (threefry is by far the slowest
+    # part to compile). The probability is an array so every rate shares one program.
+    keep = _keep_mask(key, keep_probability, x.shape)
+    return _apply_keep_mask(x, keep, keep_probability)
+
+
+@partial(jax.jit, static_argnums=2)
+def _keep_mask(key, keep_probability, shape):
+    return jax.random.bernoulli(key, keep_probability, shape)
 
 
 @jax.jit
-def _dropout(x, key, rate):
-    keep_probability = 1.0 - rate
-    keep = jax.random.bernoulli(key, keep_probability, x.shape)
+def _apply_keep_mask(x, keep, keep_probability):
     return jnp.where(keep, x / keep_probability.astype(x.dtype), jnp.zeros_like(x))

@@ -1,0 +1,162 @@
+"""Weight initializers with the Flax / ``jax.nn.initializers`` calling convention.
+
+Every initializer is called as ``init(key, shape, dtype=jnp.float32) -> array`` and
+can be passed directly as ``kernel_init=`` to a Flax module (no factory call).
+
+Fans are computed from the library's kernel layouts, where the last two axes are
+(in, out) and everything before them is the receptive field:
+
+    dense   (I, O)             fan_in = I,            fan_out = O
+    1-D     KIO  (K, I, O)     fan_in = K * I,        fan_out = K * O
+    2-D     HWIO (H, W, I, O)  fan_in = H * W * I,    fan_out = H * W * O
+    3-D     DHWIO              fan_in = D * H * W * I, fan_out = D * H * W * O
+
+For a grouped convolution the kernel's ``I`` is already ``C / groups``, so the fan-in
+is the number of inputs each output really sees.
+
+All draws are PLAIN (untruncated) Gaussians or uniforms, so the standard deviation is
+exactly the formula given (He et al. 2015 use a plain Gaussian with std
+``sqrt(2 / n_l)``). This differs from ``flax.linen.initializers.he_normal``, which
+draws a truncated normal rescaled to the same variance. PyTorch's
+``kaiming_normal_`` / ``xavier_normal_`` on the same fans give the same distributions.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "fan_in_fan_out",
+    "he_normal",
+    "he_uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "zeros",
+    "ones",
+]
+
+_LAYOUTS = "(I, O) dense, KIO, HWIO or DHWIO"
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"shape must be a sequence of ints, got {shape!r}") from None
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        raise ValueError(f"shape must be a sequence of ints, got {shape!r}")
+    if any(d < 1 for d in dims):
+        raise ValueError(f"every dimension of shape must be >= 1, got {dims}")
+    return dims
+
+
+def fan_in_fan_out(shape) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a dense or convolution kernel shape.
+
+    Args:
+      shape: ``(I, O)``, ``(K, I, O)``, ``(H, W, I, O)`` or ``(D, H, W, I, O)``.
+
+    Returns:
+      ``(receptive * I, receptive * O)`` with ``receptive`` the product of every axis
+      before the last two (1 for a dense kernel).
+
+    Raises:
+      ValueError: for a rank other than 2..5 (a bias or a scalar has no fans) or a
+      dimension < 1.
+    """
+    dims = _check_shape(shape)
+    if not 2 <= len(dims) <= 5:
+        raise ValueError(
+            f"fans are defined for {_LAYOUTS} kernels (rank 2 to 5), got shape {dims} of rank {len(dims)}"
+        )
+    receptive_field = math.prod(dims[:-2])
+    return receptive_field * dims[-2], receptive_field * dims[-1]
+
+
+def _check_float_dtype(dtype) -> jnp.dtype:
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"random initializers need a floating dtype, got {dtype}")
+    return dtype
+
+
+# Samples are drawn flat and reshaped: the draws are i.i.d., so the layout of the
+# sample does not matter, and kernels of equal size (a (9*64, 128) dense and a
+# (3, 3, 64, 128) conv) then share one compiled sampler -- threefry takes seconds
+# of CPU to compile per shape.
+def _normal(key, shape, dtype, std: float) -> jax.Array:
+    flat = jax.random.normal(key, (math.prod(shape),), dtype)
+    return flat.reshape(shape) * jnp.asarray(std, dtype)
+
+
+def _uniform(key, shape, dtype, limit: float) -> jax.Array:
+    flat = jax.random.uniform(key, (math.prod(shape),), dtype, minval=-limit, maxval=limit)
+    return flat.reshape(shape)
+
+
+def he_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """He / Kaiming normal: ``N(0, std^2)`` with ``std = sqrt(2 / fan_in)``.
+
+    For ReLU networks: keeps the variance of activations constant across layers
+    (He et al. 2015, eq. 10). Plain Gaussian, not truncated.
+
+    Args:
+      key: a ``jax.random`` key.
+      shape: a kernel shape, see :func:`fan_in_fan_out`.
+      dtype: a floating dtype.
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, _ = fan_in_fan_out(dims)
+    return _normal(key, dims, dtype, math.sqrt(2.0 / fan_in))
+
+
+def he_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """He / Kaiming uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / fan_in)``.
+
+    Same variance as :func:`he_normal` (``limit^2 / 3 = 2 / fan_in``).
+    Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, _ = fan_in_fan_out(dims)
+    return _uniform(key, dims, dtype, math.sqrt(6.0 / fan_in))
+
+
+def glorot_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """Glorot / Xavier normal: ``N(0, std^2)`` with ``std = sqrt(2 / (fan_in + fan_out))``.
+
+    Plain Gaussian, not truncated. Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, fan_out = fan_in_fan_out(dims)
+    return _normal(key, dims, dtype, math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def glorot_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """Glorot / Xavier uniform: ``U(-limit, limit)``, ``limit = sqrt(6 / (fan_in + fan_out))``.
+
+    The "normalized initialization" of Glorot & Bengio 2010, eq. 16.
+    Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, fan_out = fan_in_fan_out(dims)
+    return _uniform(key, dims, dtype, math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+def zeros(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """All zeros of ``shape`` and ``dtype`` (biases, BN shift); ``key`` is ignored.
+
+    Any rank, including ``()`` and ``(C,)``.
+    """
+    del key  # the Flax signature passes one; a constant needs no randomness
+    return jnp.zeros(_check_shape(shape), dtype)
+
+
+def ones(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """All ones of ``shape`` and ``dtype`` (BN scale); ``key`` is ignored. Any rank."""
+    del key
+    return jnp.ones(_check_shape(shape), dtype)

@@ -1,0 +1,138 @@
+"""Initializers: fans per layout (vs hand values and PyTorch), and the distribution of large draws."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxcnn.functional import init
+
+# Library layout (receptive..., I, O) -> (fan_in, fan_out), worked out by hand.
+# All four hold 73728 weights: samplers compile per size (seconds each), so equal
+# sizes keep the suite fast while the fans, and so the scales, all differ.
+FAN_CASES = {
+    "dense": ((512, 144), (512, 144)),
+    "KIO": ((9, 64, 128), (9 * 64, 9 * 128)),
+    "HWIO": ((3, 2, 64, 192), (3 * 2 * 64, 3 * 2 * 192)),
+    "DHWIO": ((3, 3, 2, 16, 256), (18 * 16, 18 * 256)),
+}
+
+
+@pytest.mark.parametrize("layout", list(FAN_CASES))
+def test_fan_in_fan_out_by_layout(layout):
+    shape, expected = FAN_CASES[layout]
+    assert init.fan_in_fan_out(shape) == expected
+
+
+@pytest.mark.parametrize("layout", list(FAN_CASES))
+def test_fans_match_torch_on_the_transposed_kernel(layout):
+    torch = pytest.importorskip("torch")
+    shape, _ = FAN_CASES[layout]
+    # PyTorch stores (O, I, *receptive); same kernel, other axis order.
+    torch_shape = (shape[-1], shape[-2], *shape[:-2])
+    expected = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(torch_shape))
+    assert init.fan_in_fan_out(shape) == tuple(expected)
+
+
+def test_fan_errors():
+    with pytest.raises(ValueError, match=r"rank 2 to 5.*\(7,\) of rank 1"):
+        init.fan_in_fan_out((7,))
+    with pytest.raises(ValueError, match="rank 2 to 5"):
+        init.fan_in_fan_out((1, 2, 3, 4, 5, 6))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        init.fan_in_fan_out((3, 0))
+    with pytest.raises(ValueError, match="sequence of ints"):
+        init.fan_in_fan_out((3.0, 4))
+    with pytest.raises(ValueError, match="sequence of ints"):
+        init.fan_in_fan_out(5)
+
+
+def _expected_scale(name, shape):
+    fan_in, fan_out = init.fan_in_fan_out(shape)
+    return {
+        "he_normal": math.sqrt(2 / fan_in),
+        "he_uniform": math.sqrt(6 / fan_in),
+        "glorot_normal": math.sqrt(2 / (fan_in + fan_out)),
+        "glorot_uniform": math.sqrt(6 / (fan_in + fan_out)),
+    }[name]
+
+
+# Every initializer on two layouts, plus he_normal on all four (the library default).
+DRAW_CASES = [(name, layout) for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+              for layout in ("dense", "HWIO")] + [("he_normal", "KIO"), ("he_normal", "DHWIO")]
+
+
+@pytest.mark.parametrize("name,layout", DRAW_CASES)
+def test_large_draw_has_the_documented_distribution(name, layout):
+    shape, _ = FAN_CASES[layout]
+    draw = getattr(init, name)(jax.random.key(0), shape)
+    assert draw.shape == shape and draw.dtype == jnp.float32
+    samples = np.asarray(draw, dtype=np.float64).ravel()
+    n = samples.size  # 73728
+    scale = _expected_scale(name, shape)
+    if name.endswith("normal"):
+        std = scale
+        # Plain (untruncated) Gaussian with exactly this std: a KS test rejects a
+        # truncated normal of the same variance at these sample sizes.
+        assert stats.kstest(samples / std, "norm").pvalue > 1e-3
+    else:
+        limit = scale
+        std = limit / math.sqrt(3)
+        assert np.abs(samples).max() <= limit
+        assert np.abs(samples).max() > limit * (1 - 20 / n)  # the range is actually used
+        assert stats.kstest(samples, "uniform", args=(-limit, 2 * limit)).pvalue > 1e-3
+    # Sample std within 5 standard errors (std * sqrt(1/(2n)) for a normal; the
+    # uniform's is smaller) and a mean near 0.
+    assert abs(samples.std() / std - 1) < 5 / math.sqrt(2 * n)
+    assert abs(samples.mean()) < 5 * std / math.sqrt(n)
+
+
+def test_truncated_normal_would_fail_the_distribution_test():
+    # Guards the KS check above: it must be able to tell the two apart.
+    # What flax.linen.initializers.he_normal draws: N(0, 1) truncated to [-2, 2],
+    # rescaled to unit variance (sampled with SciPy here, same size as the draws above).
+    n = math.prod(FAN_CASES["HWIO"][0])
+    truncated = stats.truncnorm.rvs(-2, 2, size=n, random_state=0) / stats.truncnorm.std(-2, 2)
+    assert abs(truncated.std() - 1) < 0.01  # same variance, so the std check alone would pass
+    assert stats.kstest(truncated, "norm").pvalue < 1e-6
+
+
+def test_initializers_keep_dtype_are_deterministic_and_differ_by_key():
+    shape = FAN_CASES["HWIO"][0]
+    # One normal and one uniform initializer cover both sampling paths (each new
+    # shape/dtype/key type costs a compile, so the sweep stays small).
+    for fn in (init.he_normal, init.glorot_uniform):
+        a = fn(jax.random.key(1), shape)
+        np.testing.assert_array_equal(a, fn(jax.random.key(1), shape))
+        assert not np.array_equal(a, fn(jax.random.key(2), shape))
+    assert init.he_normal(jax.random.key(1), shape, jnp.bfloat16).dtype == jnp.bfloat16
+    # Legacy uint32 keys and a list shape are accepted too.
+    assert init.he_normal(jax.random.PRNGKey(1), list(shape)).shape == shape
+    for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform"):
+        fn = getattr(init, name)
+        with pytest.raises(ValueError, match="floating dtype, got int32"):
+            fn(jax.random.key(1), shape, jnp.int32)
+        with pytest.raises(ValueError, match="rank 2 to 5"):
+            fn(jax.random.key(1), (8,))
+
+
+def test_zeros_and_ones():
+    np.testing.assert_array_equal(init.zeros(jax.random.key(0), (3,)), np.zeros(3))
+    np.testing.assert_array_equal(init.ones(None, (2, 2), jnp.bfloat16), np.ones((2, 2)))
+    assert init.ones(None, (2, 2), jnp.bfloat16).dtype == jnp.bfloat16
+    assert init.zeros(None, ()).shape == ()
+    with pytest.raises(ValueError, match=">= 1"):
+        init.zeros(None, (2, -1))
+
+
+def test_usable_as_flax_kernel_init():
+    nn = pytest.importorskip("flax.linen")
+    module = nn.Conv(features=192, kernel_size=(3, 2), kernel_init=init.he_normal, bias_init=init.zeros)
+    params = module.init(jax.random.key(0), jnp.zeros((1, 4, 4, 64)))["params"]
+    assert params["kernel"].shape == FAN_CASES["HWIO"][0]
+    np.testing.assert_array_equal(params["bias"], np.zeros(192))
+    # Flax passed the HWIO shape, so the fan-in is 3*2*64.
+    n = params["kernel"].size
+    assert abs(float(params["kernel"].std()) / math.sqrt(2 / 384) - 1) < 5 / math.sqrt(2 * n)
