@@ -6,7 +6,7 @@ NHWC images and returns ``(N, num_classes)`` logits.
 """
 from jaxcnn.models.alexnet import AlexNet
 from jaxcnn.models.googlenet import GoogLeNet, Inception
-from jaxcnn.models.lenet import LeNet5, LeNet5Classic
+from jaxcnn.models.lenet import LeNet5, LeNet5Adaptive, LeNet5Classic
 from jaxcnn.models.registry import MODELS, get, names
 from jaxcnn.models.resnet import (
     BasicBlock,

@@ -5,9 +5,13 @@ accepted for the common model protocol (none of them has dropout or batch norm).
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 from flax import linen as nn
 
 from jaxcnn.nn import (
+    AdaptiveAvgPool,
+    AdaptiveMaxPool,
     ConnectionTableConv,
     Conv,
     Dense,
@@ -19,7 +23,7 @@ from jaxcnn.nn import (
     Subsampling,
 )
 
-__all__ = ["LeNet5", "LeNet5Classic"]
+__all__ = ["LeNet5", "LeNet5Adaptive", "LeNet5Classic"]
 
 
 class LeNet5(nn.Module):
@@ -45,6 +49,41 @@ class LeNet5(nn.Module):
         x = Conv(50, (5, 5), padding=2, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(2, 2, name="pool2")(x)
+        x = Flatten(name="flatten")(x)
+        x = Dense(500, name="fc3")(x)
+        x = ReLU(name="relu3")(x)
+        return Dense(self.num_classes, name="fc4")(x)
+
+
+class LeNet5Adaptive(nn.Module):
+    """LeNet-5 for images of any size: an adaptive pool replaces pool2.
+
+    As in the slides' "final pooling layer outputs four sets of summary
+    statistics, one for each quadrant": pool2 is an adaptive ``pool`` ("avg" or
+    "max") to a fixed ``pooled_size`` grid (default 2x2 = the four quadrants),
+    so fc3 always sees ``pooled_size[0] * pooled_size[1] * 50`` features
+    whatever the input size.
+
+    Input ``(N, H, W, C)`` with ``floor(H/2), floor(W/2) >= 1``; output ``(N, num_classes)``.
+    """
+
+    num_classes: int = 10
+    pooled_size: tuple[int, int] = (2, 2)
+    pool: str = "avg"
+
+    _POOLS: ClassVar[dict] = {"avg": AdaptiveAvgPool, "max": AdaptiveMaxPool}
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        del train
+        if self.pool not in self._POOLS:
+            raise ValueError(f'pool must be "avg" or "max", got {self.pool!r}')
+        x = Conv(20, (5, 5), padding=2, name="conv1")(x)
+        x = ReLU(name="relu1")(x)
+        x = MaxPool(2, 2, name="pool1")(x)
+        x = Conv(50, (5, 5), padding=2, name="conv2")(x)
+        x = ReLU(name="relu2")(x)
+        x = self._POOLS[self.pool](self.pooled_size, name="pool2")(x)
         x = Flatten(name="flatten")(x)
         x = Dense(500, name="fc3")(x)
         x = ReLU(name="relu3")(x)

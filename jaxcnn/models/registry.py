@@ -15,6 +15,7 @@ __all__ = ["get", "names", "MODELS"]
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet.LeNet5,
     "lenet5_classic": lenet.LeNet5Classic,
+    "lenet5_adaptive": lenet.LeNet5Adaptive,
     "alexnet": alexnet.AlexNet,
     "vgg11": vgg.VGG11,
     "vgg16": vgg.VGG16,

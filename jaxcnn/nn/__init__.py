@@ -14,3 +14,4 @@ from jaxcnn.nn.linear import Dense, Flatten
 from jaxcnn.nn.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, LpPool, MaxPool, Subsampling
 from jaxcnn.nn.local import LocallyConnected2D, TiledConv2D
 from jaxcnn.nn.norm import GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm
+from jaxcnn.nn.adaptive_pool import AdaptiveAvgPool, AdaptiveMaxPool

@@ -20,16 +20,12 @@ from flax import linen as nn
 
 from jaxcnn.functional import conv as conv_ops
 from jaxcnn.functional._checks import ACTIVATION_LAYOUTS, as_tuple
+from jaxcnn.functional.init import he_normal
 
 __all__ = ["DEFAULT_CONV_IMPL", "Conv", "ConnectionTableConv", "LECUN_C3_TABLE"]
 
 # The implementation behind every Conv whose impl is None (see the module docstring).
 DEFAULT_CONV_IMPL = "xla"
-
-# He et al. 2015 normal init (std sqrt(2 / fan_in)), the default kernel_init of
-# every weight layer in jaxcnn.nn.
-# TODO(h4): use jaxcnn.functional.init.he_normal once that module lands.
-HE_NORMAL = nn.initializers.he_normal()
 
 _CONV_BY_NDIM = {1: conv_ops.conv1d, 2: conv_ops.conv2d, 3: conv_ops.conv3d}
 
@@ -96,7 +92,7 @@ class Conv(nn.Module):
     groups: int = 1
     use_bias: bool = True
     impl: str | None = None
-    kernel_init: Initializer = HE_NORMAL
+    kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
 
@@ -189,7 +185,7 @@ class ConnectionTableConv(nn.Module):
     padding: int | str | Sequence = 0
     use_bias: bool = True
     impl: str | None = None
-    kernel_init: Initializer = HE_NORMAL
+    kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcnn.nn.conv import HE_NORMAL
+from jaxcnn.functional.init import he_normal
 
 
 __all__ = ["Dense", "Flatten"]
@@ -26,7 +26,7 @@ class Dense(nn.Module):
 
     features: int
     use_bias: bool = True
-    kernel_init: Callable = HE_NORMAL
+    kernel_init: Callable = he_normal
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
 

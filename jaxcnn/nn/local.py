@@ -14,9 +14,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional import local as local_ops
-from jaxcnn.functional._checks import as_tuple
+from jaxcnn.functional._checks import as_tuple, positive_tuple
+from jaxcnn.functional.init import he_normal
 from jaxcnn.functional.shapes import conv_output_shape
-from jaxcnn.nn.conv import HE_NORMAL
 
 __all__ = ["LocallyConnected2D", "TiledConv2D"]
 
@@ -44,7 +44,7 @@ class _UnsharedConv(nn.Module):
     stride: int | Sequence[int] = 1
     padding: int | str | Sequence = 0
     use_bias: bool = True
-    kernel_init: Callable = HE_NORMAL
+    kernel_init: Callable = he_normal
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
 
@@ -99,8 +99,6 @@ class TiledConv2D(_UnsharedConv):
 
     @nn.compact
     def __call__(self, x):
-        tiles = as_tuple(self.tiles, 2, "tiles")
-        if min(tiles) < 1:
-            raise ValueError(f"tiles must be >= 1 in both dims, got {self.tiles!r}")
+        tiles = positive_tuple(self.tiles, 2, "tiles")
         kernel, bias = self.kernel_and_bias(x, tiles)
         return local_ops.tiled_conv2d(x, kernel, bias, stride=self.stride, padding=self.padding)
