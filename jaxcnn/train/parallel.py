@@ -8,13 +8,13 @@ are averaged across devices with ``lax.pmean`` over the axis ``BATCH_AXIS``
 Batch norm must be synchronised too, or the update depends on the device
 count: each BatchNorm has to compute its mean and variance over the global
 batch. That is a property of the model, not of the step: its BatchNorm layers
-need ``axis_name=BATCH_AXIS``. jaxcnn models with batch norm take it as a
-field (``models.get("resnet20", axis_name=BATCH_AXIS)``, or
-``model.clone(axis_name=BATCH_AXIS)``); the variables do not depend on it, so
+need ``axis_name=BATCH_AXIS``. jaxcnn models with batch norm take it as the
+field ``bn_axis_name`` (``models.get("resnet20", bn_axis_name=BATCH_AXIS)``, or
+``model.clone(bn_axis_name=BATCH_AXIS)``); the variables do not depend on it, so
 the usual recipe is::
 
-    state = create_train_state(model, tx, key, sample)            # axis_name=None
-    synced = state.replace(apply_fn=model.clone(axis_name=BATCH_AXIS).apply)
+    state = create_train_state(model, tx, key, sample)       # bn_axis_name=None
+    synced = state.replace(apply_fn=model.clone(bn_axis_name=BATCH_AXIS).apply)
     replicated = replicate(synced)
 
 A model with the axis name only trains inside ``pmap``; evaluation and
