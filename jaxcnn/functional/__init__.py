@@ -48,3 +48,4 @@ from jaxcnn.functional.init import (
     he_normal,
     he_uniform,
 )
+from . import filters
