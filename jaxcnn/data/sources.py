@@ -6,7 +6,9 @@ Resolution order for file-based datasets (mnist, fashion_mnist, cifar10):
 2. ``$JAXCNN_DATA_DIR``;
 3. the repository's ``data/`` folder (next to the ``jaxcnn`` package);
 4. TFDS ``tfds.data_source`` (downloads where the network allows), with its
-   data_dir set to ``data_dir`` or ``$JAXCNN_DATA_DIR`` when given.
+   data_dir set to ``data_dir`` or ``$JAXCNN_DATA_DIR`` when given. Offline,
+   this step fails in seconds: the download host is probed before TFDS is
+   asked to download (see :mod:`jaxcnn.data.tfds_source`).
 
 In each of the directories of 1-3, the files are looked for in ``<dir>/<name>/``
 and then directly in ``<dir>/``. ``digits`` ships inside scikit-learn and needs

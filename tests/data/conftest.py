@@ -1,6 +1,7 @@
 """Writers for tiny dataset files in the official formats, independent of jaxcnn's readers."""
 import gzip
 import pickle
+import socket
 import struct
 
 import numpy as np
@@ -88,3 +89,21 @@ def formats():
 def _no_data_dir_env(monkeypatch):
     """Tests choose their data locations explicitly; a developer's $JAXCNN_DATA_DIR must not leak in."""
     monkeypatch.delenv("JAXCNN_DATA_DIR", raising=False)
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """No test here touches the network: every DNS lookup fails at once, as offline.
+
+    Proxies are cleared too, so the download-host probe is not skipped.
+    """
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+    def offline(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, f"no network in tests (looked up {host})")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)

@@ -19,15 +19,17 @@ def fake_repo_data(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tfds_offline(monkeypatch):
-    """tfds.data_source fails as it does without network; records how it was called."""
+    """tfds.data_source with nothing prepared and no network; records how it was called."""
     tfds = pytest.importorskip("tensorflow_datasets")
     calls = []
 
-    def unreachable(name, **kwargs):
+    def unprepared(name, **kwargs):
         calls.append((name, kwargs))
-        raise ConnectionError("network unreachable")
+        if kwargs.get("download", True):
+            raise ConnectionError("network unreachable")
+        raise NotImplementedError("nothing prepared")  # what TFDS 4.9 raises here
 
-    monkeypatch.setattr(tfds, "data_source", unreachable)
+    monkeypatch.setattr(tfds, "data_source", unprepared)
     return calls
 
 
@@ -97,17 +99,18 @@ def test_nothing_found_lists_every_place_and_how_to_get_it(tmp_path, fake_repo_d
     assert f"{env} ($JAXCNN_DATA_DIR): no such directory" in message
     assert "(repository data/ folder)" in message
     assert "TFDS tfds.data_source('cifar10', split='train'" in message
-    assert "ConnectionError: network unreachable" in message
+    assert "ConnectionError: cannot reach www.cs.toronto.edu:443" in message
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
     assert "data_batch_1..5" in message
-    # TFDS was asked for the right split, with the user's directory as its data_dir.
-    assert tfds_offline == [("cifar10", {"split": "train", "data_dir": str(explicit)})]
+    # TFDS was asked for a prepared copy of the right split, with the user's
+    # directory as its data_dir, and never asked to download.
+    assert tfds_offline == [("cifar10", {"split": "train", "data_dir": str(explicit), "download": False})]
 
 
 def test_tfds_uses_its_default_dir_without_data_dir(fake_repo_data, tfds_offline):
     with pytest.raises(FileNotFoundError, match="mnist/"):
         data.load("mnist", "test")
-    assert tfds_offline == [("mnist", {"split": "test", "data_dir": None})]
+    assert tfds_offline == [("mnist", {"split": "test", "data_dir": None, "download": False})]
 
 
 def test_tfds_path_under_mock_data(fake_repo_data):
