@@ -10,9 +10,13 @@ from jax import lax
 from jaxcnn.functional._checks import check_ndim
 
 
+def _check_nonnegative_int(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
 def _check_padding(padding) -> None:
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    _check_nonnegative_int(padding, "padding")
 
 
 # Compiled once per (shape, dtype, padding): called batch by batch from a
@@ -26,6 +30,7 @@ def crop_flip_params(key, batch_size: int, *, padding: int) -> tuple[jnp.ndarray
         top-left corner in the padded image, each uniform in ``[0, 2 * padding]``;
         ``flips``: ``(batch_size,)`` bool, True with probability 0.5.
     """
+    _check_nonnegative_int(batch_size, "batch_size")
     _check_padding(padding)
     crop_key, flip_key = jax.random.split(key)
     offsets = jax.random.randint(crop_key, (batch_size, 2), 0, 2 * padding + 1, dtype=jnp.int32)

@@ -118,3 +118,9 @@ def test_rejects_bad_input(images, padding, message):
 def test_apply_rejects_mismatched_offsets():
     with pytest.raises(ValueError, match=r"expected offsets of shape \(2, 2\) and flips of shape \(2,\) for 2 images"):
         data.apply_crop_flip(np.zeros((2, 4, 4, 1)), np.zeros((3, 2), np.int32), np.zeros(2, bool), padding=1)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 2.0, True])
+def test_crop_flip_params_rejects_a_bad_batch_size(batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be an int >= 0, got {batch_size!r}"):
+        data.crop_flip_params(jax.random.key(0), batch_size, padding=4)

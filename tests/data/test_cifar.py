@@ -77,6 +77,18 @@ def test_python3_pickles_with_str_keys(tmp_path, formats, protocol):
     np.testing.assert_array_equal(data.load("cifar10", "test", data_dir=tmp_path).images, images)
 
 
+def test_official_pickles_reference_numpy_core(tmp_path, formats):
+    # The official files were pickled by Python 2 with NumPy 1.x: their globals are
+    # numpy.core.multiarray._reconstruct etc., which NumPy 2 keeps importable.
+    images, labels = formats.tiny_cifar(2)
+    raw = pickle.dumps({b"data": formats.cifar_rows(images), b"labels": labels.tolist()}, protocol=2)
+    assert b"numpy._core.multiarray" in raw
+    (tmp_path / "test_batch").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    test = data.load("cifar10", "test", data_dir=tmp_path)
+    np.testing.assert_array_equal(test.images, images)
+    np.testing.assert_array_equal(test.labels, labels)
+
+
 def test_truncated_binary_names_the_file(tmp_path, formats):
     write_split_files(tmp_path, formats, binary=True)
     path = tmp_path / "data_batch_3.bin"
