@@ -35,8 +35,8 @@ __all__ = [
 
 
 def _check_static_number(value, name: str) -> float:
-    # Hyperparameters are Python numbers fixed at trace time; a traced value here
-    # would silently turn a constant into an input of the compiled function.
+    # Hyperparameters are Python numbers fixed at trace time (static arguments of
+    # the jitted cores); a traced array cannot be one, so reject it with a clear message.
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{name} must be a Python float, got {value!r}")
     return float(value)

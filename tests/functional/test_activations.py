@@ -69,7 +69,7 @@ def test_elementwise_forward_and_gradient_match_torch(name, fn, alpha):
 @pytest.mark.parametrize("name,fn,alpha", ELEMENTWISE_CASES, ids=CASE_IDS)
 def test_elementwise_check_grads_and_jit(name, fn, alpha):
     x = _smooth_points(seed=1)
-    check_grads(fn, (x,), order=1, modes=["fwd", "rev"], atol=2e-2, rtol=2e-2)
+    check_grads(fn, (x,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2)
     np.testing.assert_allclose(jax.jit(fn)(x), fn(x), rtol=1e-6, atol=1e-7)
 
 
