@@ -3,9 +3,11 @@
 The jaxcnn.nn summary protocol: every layer module class has a
 ``summary_kind: ClassVar[str]`` (one of :data:`KINDS`); conv and locally
 connected modules expose ``kernel_size``, ``stride``, ``dilation`` and
-``groups``; pool modules expose ``window`` and ``stride`` (a pool without a
-``window`` pools globally over its input). Defaults when an attribute is
-absent: stride 1 (pool: its window), dilation 1, groups 1.
+``groups``; pool modules expose ``window`` and ``stride``, or ``output_size``
+for adaptive pooling (PyTorch's bins, see
+:func:`jaxcnn.functional.adaptive_pool.adaptive_bins`); a pool with neither pools globally
+over its input. Defaults when an attribute is absent: stride 1 (pool: its
+window), dilation 1, groups 1.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.functional._checks import positive_tuple
+from jaxcnn.functional.adaptive_pool import adaptive_bins
 from jaxcnn.summary.receptive_field import Field, compose
 
 # Values of the ``summary_kind`` class attribute of jaxcnn.nn layer modules.
@@ -37,6 +40,7 @@ _WINDOW_ATTRS = ("window", "window_shape")
 _STRIDE_ATTRS = ("stride", "strides")
 _DILATION_ATTRS = ("dilation", "kernel_dilation")
 _GROUPS_ATTRS = ("groups", "feature_group_count")
+_OUTPUT_SIZE_ATTRS = ("output_size",)
 
 
 @dataclasses.dataclass
@@ -92,6 +96,9 @@ def window_geometry(call: LayerCall) -> tuple[tuple[int, ...], tuple[int, ...], 
     spatial = call.input_shape[1:-1]
     n = len(spatial)
     if call.kind == "pool":
+        output_size = attribute(call, _OUTPUT_SIZE_ATTRS, required=False)
+        if output_size is not None:
+            return adaptive_geometry(call, spatial, output_size)
         window = attribute(call, _WINDOW_ATTRS, required=False)
         if window is None:  # global pooling: one window over the whole input
             return tuple(spatial), (1,) * n, (1,) * n
@@ -103,6 +110,34 @@ def window_geometry(call: LayerCall) -> tuple[tuple[int, ...], tuple[int, ...], 
         stride = positive_tuple(attribute(call, _STRIDE_ATTRS, default=1), n, "stride")
     dilation = positive_tuple(attribute(call, _DILATION_ATTRS, default=1), n, "dilation")
     return window, stride, dilation
+
+
+def adaptive_geometry(
+    call: LayerCall, spatial: Sequence[int], output_size
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(window, stride, dilation) bounding an adaptive pool's bins on this input.
+
+    Bin ``i`` of a dim of size ``H`` pooled to ``H'`` covers ``[floor(i*H/H'),
+    ceil((i+1)*H/H'))``: bins differ in size by one and their starts are not
+    evenly spaced, so the window is the largest bin and the stride the largest
+    gap between starts (the receptive field reported is that of the largest
+    bin). ``output_size``: an int, or one entry per dim (None keeps that dim).
+    """
+    n = len(spatial)
+    sizes = (output_size,) * n if isinstance(output_size, int) else tuple(output_size)
+    if len(sizes) != n or not all(
+        s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in sizes
+    ):
+        raise ValueError(
+            f"{display_name(call)}: output_size must be an int >= 1 or {n} of them "
+            f"(None keeps a dim), got {output_size!r}"
+        )
+    window, stride = [], []
+    for size, out in zip(spatial, sizes):
+        starts, ends = adaptive_bins(size, size if out is None else out)
+        window.append(int((ends - starts).max()))
+        stride.append(int(max(starts[1:] - starts[:-1], default=1)))
+    return tuple(window), tuple(stride), (1,) * n
 
 
 def output_field(call: LayerCall, propagated: Field | None) -> Field | None:

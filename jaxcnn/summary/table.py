@@ -16,6 +16,7 @@ DEFAULT_MEMORY_KINDS = ("input", "conv", "pool", "dense", "local")
 _DEFAULT_INPUT_HWC = {
     "lenet5": (28, 28, 1),
     "lenet5_classic": (32, 32, 1),
+    "lenet5_adaptive": (28, 28, 1),
     "alexnet": (227, 227, 3),
     "vgg11": (224, 224, 3),
     "vgg16": (224, 224, 3),
@@ -160,15 +161,23 @@ def print_summary(
 ) -> list[Row]:
     """Print the layer table of the zoo model ``model_name``; return its rows.
 
-    ``input_shape`` is the full input shape with batch, e.g. ``(1, 32, 32, 3)``;
+    ``input_shape`` is the full NHWC input shape with batch, e.g. ``(1, 32, 32, 3)``;
     by default the model's own (:func:`default_input_shape`, batch 1). The model
     is summarised in inference mode (``train=False``). Prints to ``file``
-    (default stdout). Unknown names raise the registry's error.
+    (default stdout). Unknown names raise the registry's error; an
+    ``input_shape`` that is not 4 ints raises ValueError.
     """
     from jaxcnn import models
 
     module = models.get(model_name)
-    shape = tuple(input_shape) if input_shape is not None else default_input_shape(model_name)
+    if input_shape is None:
+        shape = default_input_shape(model_name)
+    else:
+        shape = tuple(input_shape)
+        if len(shape) != 4:  # e.g. (H, W, C) without the batch: 28 would become the batch
+            raise ValueError(
+                f"input_shape must be (batch, H, W, C), e.g. (1, 28, 28, 1); got {input_shape!r}"
+            )
     rows = summarize(module, shape, train=False)
     print(f"{model_name} on input {_dims(shape)}", file=file or sys.stdout)
     print(format_table(rows), file=file or sys.stdout)
