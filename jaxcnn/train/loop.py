@@ -17,6 +17,8 @@ numbers as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -160,10 +162,35 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
     with the schedule laid out over ``steps_per_epoch``; the state is
     initialised from ``config.seed`` on a ``(1, *image_shape)`` float32 input.
     """
-    from jaxcnn import models
-    from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
     from jaxcnn.train.state import create_train_state
 
+    model, tx, plateau = _model_and_optimizer(
+        _config_key(config, _MODEL_AND_OPTIMIZER_FIELDS), num_classes, steps_per_epoch)
+    sample = jnp.zeros((1, *image_shape), jnp.float32)
+    return create_train_state(model, tx, _init_key(config.seed), sample), plateau
+
+
+# The fields that define the model and the optimizer (not the data or the devices).
+_MODEL_AND_OPTIMIZER_FIELDS = (
+    "model", "model_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+    "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
+    "plateau_factor")
+
+
+def _config_key(config: TrainConfig, fields) -> str:
+    values = config.to_dict()
+    return json.dumps({k: values[k] for k in fields}, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_and_optimizer(key: str, num_classes: int, steps_per_epoch: int):
+    # Cached so that equal configs give the *same* module and optax objects: they
+    # are static parts of the TrainState, so the jitted steps compiled for one
+    # run are reused by the next (a resumed run in the same process, tests).
+    from jaxcnn import models
+    from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
+
+    config = TrainConfig().replace(**json.loads(key))
     plateau = (Plateau(factor=config.plateau_factor, patience=config.plateau_patience)
                if config.schedule == "plateau" else None)
     schedule = make_schedule(
@@ -175,8 +202,7 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
         nesterov=config.nesterov and config.optimizer == "sgd",
         weight_decay=config.weight_decay, plateau=plateau)
     model = models.get(config.model, num_classes=num_classes, **config.model_kwargs)
-    sample = jnp.zeros((1, *image_shape), jnp.float32)
-    return create_train_state(model, tx, _init_key(config.seed), sample), plateau
+    return model, tx, plateau
 
 
 def load_datasets(config: TrainConfig):
@@ -463,17 +489,23 @@ class _Preprocess:
     """
 
     def __init__(self, mean, std, augment: bool):
-        from jaxcnn import data
+        self.eval, self.train = _preprocess_functions(
+            tuple(np.asarray(mean, np.float32).tolist()),
+            tuple(np.asarray(std, np.float32).tolist()), bool(augment))
 
-        # NumPy constants: normalize() validates std on concrete values.
-        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self.eval = jax.jit(lambda images: data.normalize(images, mean, std))
 
-        def train(images, key):
-            images = data.normalize(images, mean, std)
-            return data.random_crop_flip(key, images, padding=4) if augment else images
+@functools.lru_cache(maxsize=16)
+def _preprocess_functions(mean: tuple, std: tuple, augment: bool):
+    from jaxcnn import data
 
-        self.train = jax.jit(train)
+    # NumPy constants: normalize() validates std on concrete values.
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def train(images, key):
+        images = data.normalize(images, mean, std)
+        return data.random_crop_flip(key, images, padding=4) if augment else images
+
+    return jax.jit(lambda images: data.normalize(images, mean, std)), jax.jit(train)
 
 
 def _init_key(seed: int):

@@ -6,20 +6,17 @@ images): 22 steps of 64 per epoch, a second or so per run after compilation.
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train.config import TrainConfig
 
-REPO = Path(__file__).resolve().parents[2]
 LOSS_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
@@ -120,3 +117,247 @@ def test_plot_curves_writes_a_png(tmp_path):
     assert path.name == "curves.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1000, 400)
+
+
+# ----------------------------------------------------------------------- loop
+# LeNet-5 on digits: 1,442 // 64 = 22 steps per epoch; checkpoints every 10 steps
+# and at epoch ends: 10, 20, 22, 30, 40, 44.
+STEPS_PER_EPOCH = 22
+
+
+def digits_config(**changes) -> TrainConfig:
+    values = dict(dataset="digits", epochs=2, batch_size=64, eval_batch_size=500, lr=0.05,
+                  checkpoint_every_steps=10, keep_checkpoints=3)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 2-epoch run: (workdir, returned record, metrics.jsonl records)."""
+    from jaxcnn.train.loop import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("reference")
+    final = train_and_evaluate(digits_config(), workdir, progress=False)
+    return workdir, final, metrics_io.read_metrics(workdir)
+
+
+def assert_same_metrics(records, expected):
+    assert [r["epoch"] for r in records] == [r["epoch"] for r in expected]
+    for got, want in zip(records, expected):
+        for key in LOSS_KEYS:
+            assert got[key] == pytest.approx(want[key], abs=1e-6, rel=0), (got["epoch"], key)
+
+
+def interrupt_at_step(monkeypatch, step: int, signal_number: int | None = None):
+    """Make the `step`-th call of the jit train step raise KeyboardInterrupt (Ctrl-C)."""
+    import jaxcnn.train.steps as steps
+
+    real_step, calls = steps.train_step, []
+
+    def step_or_interrupt(state, images, labels):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real_step(state, images, labels)
+
+    monkeypatch.setattr(steps, "train_step", step_or_interrupt)
+    return monkeypatch
+
+
+def test_run_writes_metrics_curves_config_and_checkpoints(reference):
+    from jaxcnn.train.checkpoint import Checkpointer
+
+    workdir, final, records = reference
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert tuple(record) == metrics_io.RECORD_KEYS
+        assert 0 <= record["train_accuracy"] <= 1 and 0 <= record["test_accuracy"] <= 1
+        assert record["epoch_seconds"] > 0 and record["images_per_second"] > 0
+    assert final == records[-1]
+    # It learned: 10 classes start at ~10%; two short epochs reach well above.
+    assert records[1]["test_accuracy"] > 0.6
+    assert records[1]["train_loss"] < records[0]["train_loss"]
+    assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert TrainConfig.load(workdir) == digits_config()
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=3)
+    assert checkpointer.steps() == [30, 40, 44]
+    checkpointer.close()
+
+
+def test_evaluate_workdir_reproduces_the_last_test_metrics(reference):
+    from jaxcnn.train.loop import evaluate_workdir
+
+    workdir, final, _ = reference
+    result = evaluate_workdir(workdir)
+    assert result["step"] == 2 * STEPS_PER_EPOCH and result["test_images"] == 355
+    assert result["test_accuracy"] == pytest.approx(final["test_accuracy"], abs=1e-6)
+    assert result["test_loss"] == pytest.approx(final["test_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "stop_at_step, resumes_at",
+    [(STEPS_PER_EPOCH + 1, "epoch 2, batch 0"),  # 1 epoch + resume
+     (13, "epoch 1, batch 10")],                 # mid-epoch: steps 11-12 are redone
+)
+def test_resume_reproduces_the_uninterrupted_run(
+        reference, tmp_path, monkeypatch, capsys, stop_at_step, resumes_at):
+    from jaxcnn.train.loop import train_and_evaluate
+
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, stop_at_step)
+        with pytest.raises(KeyboardInterrupt):
+            train_and_evaluate(digits_config(), tmp_path, progress=False)
+    finished = len(metrics_io.read_metrics(tmp_path))
+    assert finished == (1 if stop_at_step > STEPS_PER_EPOCH else 0)
+    capsys.readouterr()
+    final = train_and_evaluate(digits_config(), tmp_path, resume=True, progress=False)
+    assert f"resuming at {resumes_at}" in capsys.readouterr().out
+    assert_same_metrics(metrics_io.read_metrics(tmp_path), reference[2])
+    assert final["test_accuracy"] == pytest.approx(reference[1]["test_accuracy"], abs=1e-6)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, time
+    import jaxcnn.train.steps as steps
+    from jaxcnn.train.config import TrainConfig
+    from jaxcnn.train.loop import train_and_evaluate
+
+    workdir, config, kill_at, wait_for = sys.argv[1], json.loads(sys.argv[2]), *sys.argv[3:]
+    real_step, calls = steps.train_step, []
+
+    def step_then_die(state, images, labels):
+        calls.append(1)
+        if len(calls) == int(kill_at):
+            # Die only once the mid-epoch checkpoint is on disk (Orbax renames
+            # its temporary directory to the step number when complete).
+            deadline = time.time() + 120
+            while not os.path.isdir(os.path.join(workdir, "checkpoints", wait_for)):
+                if time.time() > deadline:
+                    sys.exit("checkpoint " + wait_for + " never appeared")
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no final save
+        return real_step(state, images, labels)
+
+    steps.train_step = step_then_die
+    train_and_evaluate(TrainConfig(**config), workdir, progress=False)
+""")
+
+
+def test_kill_9_mid_epoch_then_resume_gives_the_same_metrics(reference, tmp_path):
+    config = digits_config()
+    # Killed during step 33, in the middle of epoch 2, after the checkpoint of
+    # step 30 is complete: the resumed run redoes steps 31-33 and must match.
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path), json.dumps(config.to_dict()),
+         "33", "30"], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(metrics_io.read_metrics(tmp_path)) == 1
+    resumed = subprocess.run(
+        [sys.executable, "-m", "jaxcnn", "train", "--workdir", str(tmp_path), "--resume",
+         "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch 2, batch 8 (step 30)" in resumed.stdout
+    assert_same_metrics(metrics_io.read_metrics(tmp_path), reference[2])
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    import jax
+
+    from jaxcnn.train.checkpoint import Checkpointer
+    from jaxcnn.train.loop import TrainingDivergedError, build_state, train_and_evaluate
+
+    # Warm-up starts at lr 0, so step 1 is a finite update that gets saved
+    # (checkpoint every step); then the rate climbs towards 1e5 and blows up.
+    config = digits_config(lr=1e5, schedule="warmup_cosine", warmup_epochs=1,
+                           checkpoint_every_steps=1, momentum=0.9)
+    with pytest.raises(TrainingDivergedError) as caught:
+        train_and_evaluate(config, tmp_path, progress=False)
+    message = str(caught.value)
+    found = re.search(r"training diverged at step (\d+) \(epoch 1, batch \d+\): "
+                      r"(the training loss is (nan|inf)|the updated parameters are not finite)",
+                      message)
+    assert found, message
+    step = int(found.group(1))
+    assert step >= 2
+    checkpointer = Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+    saved = checkpointer.steps()
+    assert saved and saved[-1] < step
+    assert f"the last good checkpoint (step {saved[-1]}) is kept" in message
+    template, _ = build_state(config, 10, (8, 8, 1), STEPS_PER_EPOCH)
+    state, _ = checkpointer.restore_latest(template)
+    checkpointer.close()
+    assert all(bool(jax.numpy.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
+    assert metrics_io.read_metrics(tmp_path) == []
+
+
+def test_workdir_guards(reference, tmp_path):
+    from jaxcnn.train.loop import train_and_evaluate
+
+    workdir = reference[0]
+    with pytest.raises(ValueError, match="already holds checkpoints of a run; resume it"):
+        train_and_evaluate(digits_config(), workdir, progress=False)
+    with pytest.raises(ValueError, match=r"cannot change lr \(saved 0.05, given 0.1\)"):
+        train_and_evaluate(digits_config(lr=0.1), workdir, resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="data directory .*missing does not exist"):
+        train_and_evaluate(digits_config(data_dir=str(tmp_path / "missing")), tmp_path / "run",
+                           progress=False)
+    with pytest.raises(ValueError, match=r"batch_size \(2000\) is larger than the training set"):
+        train_and_evaluate(digits_config(batch_size=2000), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("parallel", ["pmap", "sharded"])
+def test_data_parallel_run_matches_one_device(reference, tmp_path, parallel):
+    from jaxcnn.train.loop import train_and_evaluate
+
+    # Same global batches on 4 devices: only the float summation order differs.
+    train_and_evaluate(digits_config(devices=4, parallel=parallel), tmp_path, progress=False)
+    records, expected = metrics_io.read_metrics(tmp_path), reference[2]
+    for got, want in zip(records, expected, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
+        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-3)
+        assert abs(got["test_accuracy"] - want["test_accuracy"]) <= 2 / 355
+
+
+def _plateau_scales(accuracies, *, patience, factor, min_delta=1e-4):
+    """Reduce-on-plateau by hand: scale after each epoch for the given test accuracies."""
+    best, count, scale, scales = -np.inf, 0, 1.0, []
+    for accuracy in np.asarray(accuracies, np.float32):
+        if accuracy > best + min_delta:
+            best, count = accuracy, 0
+        else:
+            count += 1
+        if count == patience:
+            scale, count = scale * factor, 0
+        scales.append(scale)
+    return scales
+
+
+def test_plateau_schedule_follows_the_test_accuracy(tmp_path):
+    from jaxcnn.train import learning_rate_scale
+    from jaxcnn.train.checkpoint import Checkpointer
+    from jaxcnn.train.loop import build_state, train_and_evaluate
+
+    # A tiny learning rate keeps the accuracy flat, so the plateau must fire.
+    config = digits_config(epochs=3, lr=1e-6, schedule="plateau", plateau_patience=1,
+                           plateau_factor=0.5, checkpoint_every_steps=0)
+    train_and_evaluate(config, tmp_path, progress=False)
+    accuracies = [r["test_accuracy"] for r in metrics_io.read_metrics(tmp_path)]
+    expected = _plateau_scales(accuracies, patience=1, factor=0.5)
+    assert expected[-1] < 1.0  # the controller did reduce
+    checkpointer = Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+    template, _ = build_state(config, 10, (8, 8, 1), STEPS_PER_EPOCH)
+    for step, scale in zip(checkpointer.steps(), expected):
+        state, _ = checkpointer.restore(step, template)
+        assert learning_rate_scale(state.opt_state) == pytest.approx(scale)
+    checkpointer.close()
+
+
+@pytest.mark.slow
+def test_mnist_smoke_run_reaches_97_percent(tmp_path):
+    from jaxcnn.train.loop import train_and_evaluate
+
+    # 300 steps of 128 real MNIST images, evaluated on the full 10,000-image test set.
+    config = TrainConfig(epochs=1, train_examples=300 * 128, checkpoint_every_steps=0)
+    final = train_and_evaluate(config, tmp_path, progress=False)
+    assert final["test_accuracy"] >= 0.97, final

@@ -1,0 +1,115 @@
+"""The recipes in experiments/: their configs match the papers, and the smoke runs train."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxcnn.train.config import TrainConfig
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load_recipe(name: str):
+    """Import experiments/<name>.py the way `python experiments/<name>.py` sees it."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return module
+
+
+def test_mnist_lenet5_is_the_default_run():
+    assert load_recipe("mnist_lenet5").get_config() == TrainConfig()
+
+
+def test_cifar10_resnet20_follows_he_et_al():
+    from jaxcnn.train import make_schedule
+
+    config = load_recipe("cifar10_resnet20").get_config()
+    assert (config.model, config.dataset, config.batch_size) == ("resnet20", "cifar10", 128)
+    assert (config.optimizer, config.lr, config.momentum, config.weight_decay) == (
+        "sgd", 0.1, 0.9, 1e-4)
+    assert config.augment is True and config.schedule == "step"
+    steps_per_epoch = 50_000 // 128
+    total_steps = config.epochs * steps_per_epoch
+    assert 63_000 < total_steps <= 64_000
+    schedule = make_schedule(config.schedule, base_lr=config.lr, steps_per_epoch=steps_per_epoch,
+                             epochs=config.epochs, decay_epochs=config.decay_epochs,
+                             decay_factor=config.decay_factor)
+    # Divided by 10 exactly at iterations 32k and 48k.
+    rates = [float(schedule(step)) for step in (0, 31_999, 32_000, 47_999, 48_000, total_steps)]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+def test_imagenet_and_alexnet_configs():
+    from jaxcnn import models
+
+    imagenet = load_recipe("imagenet_resnet50").get_config()
+    assert (imagenet.model, imagenet.dataset, imagenet.schedule) == (
+        "resnet50", "imagenet2012", "warmup_cosine")
+    assert imagenet.lr == pytest.approx(0.1 * imagenet.batch_size / 256)
+    assert imagenet.batch_size % imagenet.devices == 0
+
+    alexnet = load_recipe("alexnet_recipe").get_config()
+    assert (alexnet.optimizer, alexnet.lr, alexnet.momentum, alexnet.weight_decay) == (
+        "sgd", 0.01, 0.9, 5e-4)
+    assert (alexnet.batch_size, alexnet.schedule, alexnet.plateau_factor) == (128, "plateau", 0.1)
+    model = models.get(alexnet.model, num_classes=1000, **alexnet.model_kwargs)
+    assert model.dropout_rate == 0.5
+
+
+def test_imagenet_recipe_stops_with_one_line_here(capsys, tmp_path):
+    status = load_recipe("imagenet_resnet50").main(["--workdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "unknown dataset 'imagenet2012'" in err
+
+
+def test_cifar10_resnet20_smoke_runs_as_a_script(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "cifar10_resnet20.py"), "--smoke", "--no-progress",
+         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["model"], config["dataset"], config["augment"]) == ("resnet20", "digits", True)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["train_loss"]) for r in records)
+    assert "final test accuracy" in done.stdout
+
+
+def write_cifar10_binary(directory: Path, images_per_file: int) -> None:
+    """Tiny CIFAR-10 binary batches: records of 1 label byte + 3,072 CHW pixel bytes."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    for stem in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, images_per_file, dtype=np.uint8)
+        pixels = rng.integers(0, 256, (images_per_file, 3 * 32 * 32), dtype=np.uint8)
+        np.concatenate([labels[:, None], pixels], axis=1).tofile(directory / f"{stem}.bin")
+
+
+@pytest.mark.slow
+def test_pmap_smoke_on_cifar10_files_with_synchronised_batch_norm(tmp_path):
+    data_dir = tmp_path / "cifar"
+    write_cifar10_binary(data_dir / "cifar-10-batches-bin", images_per_file=64)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the script sets it
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "pmap_train.py"), "--smoke", "--devices", "2",
+         "--data-dir", str(data_dir), "--no-progress", "--workdir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 devices (jax.pmap)" in done.stdout
+    assert "resnet20 on cifar10 (256 train / 64 test images, augmented)" in done.stdout
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
