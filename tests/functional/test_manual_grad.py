@@ -1,4 +1,5 @@
 """Hand-written backward passes against jax.vjp of the forward ops, hand values and PyTorch."""
+import functools
 import itertools
 
 import jax
@@ -12,6 +13,15 @@ from jaxcnn.functional.manual_grad import avg_pool2d_backward, conv2d_backward, 
 
 def _rand(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
+
+
+# Jitted once per geometry: run eagerly, every small op of the backward passes
+# would compile on its own (seconds per test); test_jit_matches_eager covers eager.
+conv_backward = jax.jit(conv2d_backward, static_argnames=("stride", "padding"))
+max_backward = jax.jit(max_pool2d_backward, static_argnames=("window", "stride", "padding"))
+avg_backward = jax.jit(
+    avg_pool2d_backward, static_argnames=("x_shape_or_x", "window", "stride", "padding", "count_include_pad")
+)
 
 
 # ----------------------------------------------------------------------------
@@ -50,7 +60,7 @@ def test_conv2d_backward_hand_values():
     # 3x3 image 1..9, 2x2 kernel [[1, 2], [3, 4]], stride 1, dJ/dy = 1 everywhere.
     x = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 3, 3, 1)
     w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32).reshape(2, 2, 1, 1)
-    grad_x, grad_w = conv2d_backward(np.ones((1, 2, 2, 1), np.float32), x, w)
+    grad_x, grad_w = conv_backward(np.ones((1, 2, 2, 1), np.float32), x, w)
     # dJ/dw[kh, kw] = sum of the inputs each tap saw: the four 2x2 sub-squares' corners.
     np.testing.assert_array_equal(grad_w[:, :, 0, 0], [[1 + 2 + 4 + 5, 2 + 3 + 5 + 6], [4 + 5 + 7 + 8, 5 + 6 + 8 + 9]])
     # dJ/dx[p, q] = sum of the kernel taps that touched pixel (p, q).
@@ -58,7 +68,7 @@ def test_conv2d_backward_hand_values():
     # Stride 2 on a 4x4 input with a 2x2 kernel: windows do not overlap, so dJ/dx
     # is the kernel tiled, and dJ/dw is the sum of the 4 disjoint blocks.
     x = np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1)
-    grad_x, grad_w = conv2d_backward(np.ones((1, 2, 2, 1), np.float32), x, w, stride=2)
+    grad_x, grad_w = conv_backward(np.ones((1, 2, 2, 1), np.float32), x, w, stride=2)
     np.testing.assert_array_equal(grad_x[0, :, :, 0], np.tile([[1, 2], [3, 4]], (2, 2)))
     blocks = x[0, :, :, 0].reshape(2, 2, 2, 2).sum(axis=(0, 2))
     np.testing.assert_array_equal(grad_w[:, :, 0, 0], blocks)
@@ -67,7 +77,7 @@ def test_conv2d_backward_hand_values():
 def test_conv2d_backward_leaves_unreached_rows_at_zero():
     # 6 rows, kernel 2, stride 3: windows cover rows 0-1 and 3-4; row 2 and 5 never feed an output.
     x, w = jnp.ones((1, 6, 2, 1)), jnp.ones((2, 1, 1, 1))
-    grad_x, _ = conv2d_backward(jnp.ones((1, 2, 2, 1)), x, w, stride=(3, 1))
+    grad_x, _ = conv_backward(jnp.ones((1, 2, 2, 1)), x, w, stride=(3, 1))
     np.testing.assert_array_equal(grad_x[0, :, 0, 0], [1, 1, 0, 1, 1, 0])
 
 
@@ -83,6 +93,13 @@ _POOL_CASES = [
 ]
 
 
+@functools.partial(jax.jit, static_argnames=("window", "stride", "padding"))
+def max_pool_grads(x, grad_out, *, window, stride, padding):
+    """(autodiff, hand-written) gradients of max_pool2d; compiled once per geometry."""
+    _, vjp = jax.vjp(lambda x: max_pool2d(x, window, stride, padding), x)
+    return vjp(grad_out)[0], max_pool2d_backward(grad_out, x, window, stride, padding)
+
+
 @pytest.mark.parametrize("window,stride,padding", _POOL_CASES)
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 def test_max_pool2d_backward_matches_vjp(window, stride, padding, ties):
@@ -90,14 +107,8 @@ def test_max_pool2d_backward_matches_vjp(window, stride, padding, ties):
     shape = (2, 7, 6, 3)
     # With ties: values from {0, 1, 2}, so most windows hold several maxima.
     x = rng.integers(0, 3, shape).astype(np.float32) if ties else _rand(rng, shape)
-
-    @jax.jit
-    def both(x, grad_out):
-        _, vjp = jax.vjp(lambda x: max_pool2d(x, window, stride, padding), x)
-        return vjp(grad_out)[0], max_pool2d_backward(grad_out, x, window, stride, padding)
-
     grad_out = _rand(rng, jax.eval_shape(lambda x: max_pool2d(x, window, stride, padding), x).shape)
-    auto, manual = both(x, grad_out)
+    auto, manual = max_pool_grads(x, grad_out, window=window, stride=stride, padding=padding)
     np.testing.assert_allclose(manual, auto, rtol=1e-6, atol=1e-6)
 
 
@@ -106,11 +117,11 @@ def test_max_pool2d_backward_tie_rule_by_hand():
     # goes to the top-left element of its window, i.e. grad_x[i, j] = G[i, j].
     x = jnp.zeros((1, 3, 3, 1))
     grad_out = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
-    grad_x = max_pool2d_backward(grad_out, x, 2, stride=1)
+    grad_x = max_backward(grad_out, x, 2, stride=1)
     np.testing.assert_array_equal(grad_x[0, :, :, 0], [[1, 2, 0], [3, 4, 0], [0, 0, 0]])
     # A tie in the bottom row only: the left one (first in row-major order) wins.
     x = jnp.array([[0.0, 0.0], [5.0, 5.0]]).reshape(1, 2, 2, 1)
-    grad_x = max_pool2d_backward(jnp.full((1, 1, 1, 1), 7.0), x, 2)
+    grad_x = max_backward(jnp.full((1, 1, 1, 1), 7.0), x, 2)
     np.testing.assert_array_equal(grad_x[0, :, :, 0], [[0, 0], [7, 0]])
 
 
@@ -129,25 +140,34 @@ def test_avg_pool2d_backward_matches_vjp(window, stride, padding, count_include_
 
     grad_out = _rand(rng, jax.eval_shape(pool, x).shape)
     expected = auto(x, grad_out)
-    from_shape = avg_pool2d_backward(
-        grad_out, x.shape, window, stride, padding, count_include_pad=count_include_pad
-    )
+    from_shape = avg_backward(grad_out, x.shape, window, stride, padding, count_include_pad=count_include_pad)
     np.testing.assert_allclose(from_shape, expected, rtol=1e-6, atol=1e-6)
-    if count_include_pad:  # passing the array instead of its shape gives the same
-        np.testing.assert_array_equal(avg_pool2d_backward(grad_out, x, window, stride, padding), from_shape)
 
 
 def test_avg_pool2d_backward_hand_values():
     # Non-overlapping 2x2 windows on 4x4: each pixel gets its window's gradient / 4.
     grad_out = jnp.array([[4.0, 8.0], [12.0, 16.0]]).reshape(1, 2, 2, 1)
-    grad_x = avg_pool2d_backward(grad_out, (1, 4, 4, 1), 2)
+    grad_x = avg_backward(grad_out, (1, 4, 4, 1), 2)
     np.testing.assert_array_equal(grad_x[0, :, :, 0], np.kron([[1, 2], [3, 4]], np.ones((2, 2))))
     # 3-wide windows, stride 1, padding 1 on a 1x3 row, count_include_pad=False:
     # windows cover [x0, x1], [x0, x1, x2], [x1, x2] -> shares 1/2, 1/3, 1/2.
-    grad_x = avg_pool2d_backward(
+    grad_x = avg_backward(
         jnp.ones((1, 1, 3, 1)), (1, 1, 3, 1), (1, 3), stride=1, padding=((0, 0), (1, 1)), count_include_pad=False
     )
     np.testing.assert_allclose(grad_x[0, 0, :, 0], [1 / 2 + 1 / 3, 1 / 2 + 1 / 3 + 1 / 2, 1 / 3 + 1 / 2], rtol=1e-6)
+
+
+def test_jit_matches_eager():
+    rng = np.random.default_rng(4)
+    # Small windows: eagerly, every op of every window offset compiles on its own.
+    x, w = _rand(rng, (1, 5, 4, 2)), _rand(rng, (1, 2, 2, 3))
+    grad_conv, grad_pool = _rand(rng, (1, 3, 2, 3)), _rand(rng, (1, 3, 3, 2))
+    geometry = dict(stride=2, padding=((0, 1), (1, 0)))
+    for eager, jitted in zip(conv2d_backward(grad_conv, x, w, **geometry), conv_backward(grad_conv, x, w, **geometry)):
+        np.testing.assert_allclose(eager, jitted, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(max_pool2d_backward(grad_pool, x, 2, 2, 1), max_backward(grad_pool, x, 2, 2, 1))
+    # Given the input itself instead of its shape, avg_pool2d_backward reads the shape.
+    np.testing.assert_allclose(avg_pool2d_backward(grad_pool, x, 2, 2, 1), avg_backward(grad_pool, x.shape, 2, 2, 1), rtol=1e-6)
 
 
 def test_pool_backward_matches_torch_autograd():
@@ -157,11 +177,11 @@ def test_pool_backward_matches_torch_autograd():
     xt = torch.tensor(x, requires_grad=True)
     yt = torch.nn.functional.max_pool2d(xt.permute(0, 3, 1, 2), (3, 3), stride=(2, 2))
     yt.backward(torch.tensor(grad_out).permute(0, 3, 1, 2))
-    np.testing.assert_allclose(max_pool2d_backward(grad_out, x, 3, 2), xt.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(max_backward(grad_out, x, 3, 2), xt.grad.numpy(), rtol=1e-6)
     xt = torch.tensor(x, requires_grad=True)
     yt = torch.nn.functional.avg_pool2d(xt.permute(0, 3, 1, 2), (3, 3), stride=(2, 2), padding=0)
     yt.backward(torch.tensor(grad_out).permute(0, 3, 1, 2))
-    np.testing.assert_allclose(avg_pool2d_backward(grad_out, x.shape, 3, 2), xt.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(avg_backward(grad_out, x.shape, 3, 2), xt.grad.numpy(), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------
