@@ -136,6 +136,16 @@ class ResNet(nn.Module):
     Input ``(N, H, W, C)``; for 224x224 the stages run at 56, 28, 14 and 7
     pixels (each stride-2 step is ``ceil(size / 2)``), and any ``H, W >= 1``
     works since the head pools globally. Output ``(N, num_classes)``.
+
+    Attributes:
+      stage_sizes: blocks per stage, e.g. ``(2, 2, 2, 2)`` for ResNet-18.
+      block_cls: :class:`BasicBlock` or :class:`Bottleneck`.
+      num_classes: logits per example.
+      num_filters: width of the stem and of stage 0.
+      zero_init_last_norm: start each block's last BN scale at 0 (block = identity).
+      bn_axis_name: pmap/shard_map axis for cross-device batch statistics, or None.
+    Shortcuts that change shape are projections (option B), as in the
+    published 11.7M / 21.8M / 25.6M parameter counts.
     """
 
     stage_sizes: Sequence[int]
@@ -175,6 +185,11 @@ class CifarResNet(nn.Module):
 
     Input ``(N, H, W, C)`` (32x32x3 for CIFAR, any size works); output
     ``(N, num_classes)``.
+
+    Attributes:
+      depth: ``6n + 2`` (20, 32, 44, 56, 110): ``n`` blocks per stage.
+      num_classes, num_filters, zero_init_last_norm, bn_axis_name: as in :class:`ResNet`.
+      shortcut: ``"zero_pad"`` (option A) or ``"projection"`` (option B).
     """
 
     depth: int

@@ -30,7 +30,9 @@ class BatchNorm(nn.Module):
 
     ``axis_name``: the pmap / shard_map axis over which to average the batch
     statistics (one collective). Calling with ``train=True`` where that axis is
-    not bound raises ValueError naming the axis.
+    not bound raises ValueError naming the axis (the functional op turns JAX's
+    NameError into it). ``init`` skips the collective, as flax's BatchNorm
+    does, so a model built for pmap can be initialised outside it.
     """
 
     summary_kind: ClassVar[str] = "norm"
@@ -60,22 +62,15 @@ class BatchNorm(nn.Module):
         # As in flax.linen.BatchNorm, init skips the collective, so a model built
         # for pmap can be initialised outside it.
         axis_name = None if self.is_initializing() else self.axis_name
-        try:
-            y, new_state = batch_norm(
-                x,
-                params,
-                {"mean": mean.value, "var": var.value},
-                train=train,
-                momentum=self.momentum,
-                eps=self.eps,
-                axis_name=axis_name,
-            )
-        except NameError as error:  # an unbound axis, if a JAX path escapes the functional check
-            raise ValueError(
-                f"BatchNorm(axis_name={self.axis_name!r}): axis {self.axis_name!r} is not bound; "
-                f"call the model inside jax.pmap / shard_map with axis_name={self.axis_name!r}, "
-                f"or build it with axis_name=None"
-            ) from error
+        y, new_state = batch_norm(
+            x,
+            params,
+            {"mean": mean.value, "var": var.value},
+            train=train,
+            momentum=self.momentum,
+            eps=self.eps,
+            axis_name=axis_name,
+        )
         if train and not self.is_initializing():
             mean.value = new_state["mean"]
             var.value = new_state["var"]

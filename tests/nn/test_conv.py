@@ -24,11 +24,17 @@ def _init_apply(module, x):
 def test_conv_calls_the_functional_op_of_its_dimension(kernel_size, x_shape, functional):
     x = jax.random.normal(jax.random.key(1), x_shape)
     module = Conv(6, kernel_size, stride=2, padding=1, dilation=1, groups=2)
-    variables, y = _init_apply(module, x)
-    params = variables["params"]
+
+    @jax.jit
+    def run(x):
+        variables = module.init(KEY, x)
+        params = variables["params"]
+        expected = functional(x, params["kernel"], params["bias"], stride=2, padding=1, groups=2)
+        return params, module.apply(variables, x), expected
+
+    params, y, expected = run(x)
     assert params["kernel"].shape == (*kernel_size, 4 // 2, 6)
     assert params["bias"].shape == (6,)
-    expected = functional(x, params["kernel"], params["bias"], stride=2, padding=1, groups=2)
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -134,6 +140,7 @@ def test_connection_table_conv_gradients():
     module = ConnectionTableConv(table, 2)
     params = module.init(KEY, x)["params"]
 
+    @jax.jit
     def loss(kernel, x):
         return jnp.sum(module.apply({"params": {"kernel": kernel, "bias": params["bias"]}}, x) ** 2)
 

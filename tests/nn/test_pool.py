@@ -54,6 +54,7 @@ def test_subsampling_is_coef_times_window_mean_plus_bias_per_map():
     means = xn.reshape(2, 2, 2, 3, 2, 3).mean(axis=(2, 4))  # 2x2 blocks, numpy reshape
     np.testing.assert_allclose(y, means * np.asarray(params["coef"]) + np.asarray(params["bias"]), rtol=1e-5, atol=1e-6)
 
+    @jax.jit
     def loss(params, x):
         return jnp.sum(jnp.sin(module.apply({"params": params}, x)))
 
