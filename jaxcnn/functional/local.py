@@ -87,6 +87,7 @@ def locally_connected2d(x, w, b=None, *, stride=1, padding=0):
         output size, or a bias not of shape (H', W', O).
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
+    b = None if b is None else jnp.asarray(b)
     patches, kernels = _patches(
         x, w, b, stride=stride, padding=padding, op="locally_connected2d", unshared=True
     )
@@ -113,6 +114,7 @@ def tiled_conv2d(x, w, b=None, *, stride=1, padding=0):
         larger than the padded input, or a bias not of shape (TH, TW, O).
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
+    b = None if b is None else jnp.asarray(b)
     patches, kernels = _patches(
         x, w, b, stride=stride, padding=padding, op="tiled_conv2d", unshared=False
     )

@@ -3,6 +3,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax import lax
 
@@ -36,6 +37,17 @@ def count_windows(size, kernel, stride, low, high, dilation):
 )
 def test_conv_output_size_hand_values(args, expected):
     assert conv_output_size(*args) == expected
+
+
+def test_conv_output_size_accepts_numpy_integers():
+    # Sizes computed with NumPy (e.g. np.prod of a shape) are np.int64, not int.
+    out = conv_output_size(np.int64(28), np.int32(5), np.int64(1), (np.int64(2), 2), np.int8(1))
+    assert out == 28 and type(out) is int
+    assert conv_output_size(np.int64(7), 3, 3, np.int64(0)) == 2
+    with pytest.raises(ValueError, match="size must be an int >= 1, got True"):
+        conv_output_size(True, 1)
+    with pytest.raises(ValueError, match="padding must be an int or a"):
+        conv_output_size(5, 3, 1, (np.float32(1), 0))
 
 
 def test_conv_output_size_matches_window_count_brute_force():
