@@ -65,6 +65,8 @@ class LeNet5Adaptive(nn.Module):
     whatever the input size.
 
     Input ``(N, H, W, C)`` with ``floor(H/2), floor(W/2) >= 1``; output ``(N, num_classes)``.
+    Parameters (1 input channel, 10 classes, 2x2 grid): conv1 520 + conv2 25,050
+    + fc3 100,500 + fc4 5,010 = 131,080 at every input size.
     """
 
     num_classes: int = 10
