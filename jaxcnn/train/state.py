@@ -6,6 +6,7 @@ is a checkpoint of the run (plus the epoch and data seed the loop keeps).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -48,6 +49,14 @@ def _raw_key(key) -> jax.Array:
     return key
 
 
+def _init(model, params_key, init_dropout_key, x):
+    return model.init({"params": params_key, "dropout": init_dropout_key}, x, train=False)
+
+
+# Keyed on the (hashable) module, so creating a state twice compiles once.
+_cached_init = jax.jit(_init, static_argnums=0)
+
+
 def create_train_state(
     model: flax.linen.Module,
     tx: optax.GradientTransformation,
@@ -80,11 +89,13 @@ def create_train_state(
     key = _raw_key(jnp.asarray(key) if not isinstance(key, jax.Array) else key)
     params_key, init_dropout_key, dropout_key = jax.random.split(key, 3)
 
-    @jax.jit
-    def init(params_key, init_dropout_key, x):
-        return model.init({"params": params_key, "dropout": init_dropout_key}, x, train=False)
-
-    variables = init(params_key, init_dropout_key, jnp.asarray(sample_input))
+    sample_input = jnp.asarray(sample_input)
+    try:
+        hash(model)
+    except TypeError:  # a module with unhashable fields: compile for this call only
+        variables = jax.jit(functools.partial(_init, model))(params_key, init_dropout_key, sample_input)
+    else:
+        variables = _cached_init(model, params_key, init_dropout_key, sample_input)
     variables = flax.core.unfreeze(variables)
     unknown = set(variables) - {"params", "batch_stats"}
     if unknown:

@@ -125,6 +125,25 @@ def test_create_train_state_is_deterministic_and_accepts_typed_keys():
     assert raw.batch_stats == {}
 
 
+class ListFieldNet(nn.Module):
+    """A list field makes the module unhashable (jit cannot key a cache on it)."""
+
+    widths: list
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.reshape((x.shape[0], -1))
+        for width in self.widths:
+            x = nn.Dense(width)(x)
+        return x
+
+
+def test_create_train_state_accepts_unhashable_modules():
+    images, _ = _batch()
+    state = create_train_state(ListFieldNet([4, 2]), make_optimizer("sgd", 0.1), jax.random.PRNGKey(0), images[:1])
+    assert state.params["Dense_1"]["kernel"].shape == (4, 2)
+
+
 def test_create_train_state_rejects_bad_inputs():
     tx = make_optimizer("sgd", 0.1)
     with pytest.raises(ValueError, match=r"sample_input must be a batch array such as \(1, H, W, C\)"):
