@@ -5,6 +5,7 @@ time, so a bad argument raises a ValueError before XLA sees anything.
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from jax import lax
@@ -14,18 +15,21 @@ ACTIVATION_LAYOUTS = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
 KERNEL_LAYOUTS = {1: "KIO (width, in, out)", 2: "HWIO", 3: "DHWIO"}
 
 
+def _is_int(value) -> bool:
+    # NumPy integers count: sizes are often computed with NumPy (np.prod, shapes).
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
-    """An int or a length-``n`` sequence of ints, as a tuple of ``n`` ints."""
+    """An int or a length-``n`` sequence of ints (Python or NumPy), as a tuple of ``n`` Python ints."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
-    if isinstance(value, int):
-        return (value,) * n
+    if _is_int(value):
+        return (int(value),) * n
     if isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
-        if len(values) == n and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in values
-        ):
-            return values
+        if len(values) == n and all(_is_int(v) for v in values):
+            return tuple(int(v) for v in values)
     raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
 
 
@@ -80,8 +84,9 @@ def explicit_padding(
         isinstance(p, Sequence) and not isinstance(p, str) for p in padding
     ):
         pairs = tuple(tuple(p) for p in padding)
-        if not all(len(p) == 2 and all(isinstance(v, int) for v in p) for p in pairs):
+        if not all(len(p) == 2 and all(_is_int(v) for v in p) for p in pairs):
             raise ValueError(f"padding pairs must be (low, high) ints, got {padding!r}")
+        pairs = tuple((int(lo), int(hi)) for lo, hi in pairs)
     else:
         pads = as_tuple(padding, n, "padding")
         pairs = tuple((p, p) for p in pads)

@@ -50,6 +50,19 @@ def test_conv_output_size_accepts_numpy_integers():
         conv_output_size(5, 3, 1, (np.float32(1), 0))
 
 
+def test_conv_output_shape_accepts_numpy_integer_arguments():
+    # as_tuple (shared by every op) takes NumPy integers and returns Python ints.
+    shape = conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), stride=np.int64(2), padding=(np.int32(1), 0))
+    assert shape == conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), stride=2, padding=(1, 0)) == (1, 5, 4, 5)
+    assert all(type(d) is int for d in shape)
+    pairs = conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), padding=((np.int64(1), 0), (0, np.int8(2))))
+    assert pairs == conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), padding=((1, 0), (0, 2))) == (1, 8, 9, 5)
+    with pytest.raises(ValueError, match="padding pairs must be"):
+        conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), padding=((True, 0), (0, 2)))
+    with pytest.raises(ValueError, match=r"stride must be an int or a sequence of 2 ints, got 2\.0"):
+        conv_output_shape((1, 9, 8, 3), (3, 2, 3, 5), stride=2.0)
+
+
 def test_conv_output_size_matches_window_count_brute_force():
     for size, kernel, stride, low, high, dilation in itertools.product(
         range(1, 9), range(1, 4), range(1, 4), range(3), range(2), range(1, 3)
