@@ -97,6 +97,18 @@ def _mesh_of(images) -> Mesh:
     return sharding.mesh
 
 
+def _check_state_on(mesh: Mesh, state) -> None:
+    devices = set(mesh.devices.flat)
+    for leaf in jax.tree.leaves(state):
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is None or sharding.device_set != devices:
+            raise ValueError(
+                f"the state must be replicated on the batch's mesh ({len(devices)} devices) "
+                "with replicate_state(mesh, state); got a leaf on "
+                f"{'no device' if sharding is None else f'{len(sharding.device_set)} device(s)'}"
+            )
+
+
 def sharded_train_step(state, images, labels):
     """One data-parallel update: ``jax.jit`` with explicit in/out shardings; the state is donated.
 
@@ -113,11 +125,15 @@ def sharded_train_step(state, images, labels):
       ``(state, {"loss", "accuracy"})``, the state replicated on the mesh and
       scalar metrics.
     """
-    train, _ = _compiled(_mesh_of(images))
+    mesh = _mesh_of(images)
+    _check_state_on(mesh, state)
+    train, _ = _compiled(mesh)
     return train(state, images, labels)
 
 
 def sharded_eval_step(state, images, labels):
     """Global-batch loss and accuracy in inference mode; arguments as :func:`sharded_train_step`."""
-    _, evaluate = _compiled(_mesh_of(images))
+    mesh = _mesh_of(images)
+    _check_state_on(mesh, state)
+    _, evaluate = _compiled(mesh)
     return evaluate(state, images, labels)

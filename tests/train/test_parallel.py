@@ -200,6 +200,12 @@ def test_sharded_eval_step_equals_eval_step(setup, sharded_result):
         np.testing.assert_allclose(float(got[name]), float(expected[name]), rtol=1e-5)
 
 
+def test_sharded_step_rejects_a_state_not_on_the_mesh(setup):
+    mesh = make_mesh()
+    with pytest.raises(ValueError, match=r"state must be replicated on the batch's mesh \(4 devices\) with replicate_state"):
+        sharded_eval_step(setup["state0"], shard_batch(mesh, setup["images"]), shard_batch(mesh, setup["labels"]))
+
+
 def test_shard_batch_places_rows_on_devices():
     mesh = make_mesh()
     x = np.arange(8 * 2, dtype=np.float32).reshape(8, 2)
