@@ -77,14 +77,27 @@ class ArrayDataset:
         return tuple(self.images.shape[1:])
 
     def subset(self, indices) -> "ArrayDataset":
-        """The examples at ``indices`` (a slice, or ints in ``[0, N)``), as a new dataset.
+        """The examples at ``indices`` as a new dataset, in that order.
 
-        Handy for quick runs: ``load("mnist", "train").subset(slice(0, 1000))``.
+        ``indices``: a slice, ints in ``[0, N)``, or a ``(N,)`` bool mask. Handy
+        for quick runs, ``load("mnist", "train").subset(slice(0, 1000))``, or
+        for a few classes, ``ds.subset(ds.labels < 2)``.
         """
         if not isinstance(indices, slice):
             indices = np.asarray(indices)
+            if indices.dtype == bool:
+                if indices.shape != (len(self),):
+                    raise ValueError(
+                        f"a bool mask must have shape ({len(self)},) (one entry per example), "
+                        f"got {indices.shape}"
+                    )
+                indices = np.flatnonzero(indices)
+            elif indices.size == 0 and indices.ndim == 1:
+                indices = indices.astype(np.int64)  # np.asarray([]) is float64
             if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
-                raise ValueError(f"indices must be a slice or a 1-D array of ints, got {indices!r}")
+                raise ValueError(
+                    f"indices must be a slice, a 1-D array of ints or a bool mask, got {indices!r}"
+                )
             if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
                 raise ValueError(f"indices must lie in [0, {len(self)}), got {indices.min()}..{indices.max()}")
         return ArrayDataset(

@@ -54,5 +54,16 @@ def test_subset():
     assert dataset.subset(slice(0, 2)).labels.tolist() == [0, 1]
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\)"):
         dataset.subset([0, 4])
-    with pytest.raises(ValueError, match="indices must be a slice or a 1-D array of ints"):
+    with pytest.raises(ValueError, match="indices must be a slice, a 1-D array of ints or a bool mask"):
         dataset.subset([0.5])
+
+
+def test_subset_by_mask_and_empty():
+    dataset = make(images=np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1))
+    ones = dataset.subset(dataset.labels == 1)  # labels [0, 1, 2, 1]
+    assert ones.images[:, 0, 0, 0].tolist() == [1, 3] and ones.labels.tolist() == [1, 1]
+    empty = dataset.subset([])
+    assert len(empty) == 0 and empty.images.shape == (0, 1, 1, 1) and empty.labels.dtype == np.int32
+    assert len(dataset.subset(np.zeros(4, bool))) == 0
+    with pytest.raises(ValueError, match=r"a bool mask must have shape \(4,\).*got \(3,\)"):
+        dataset.subset([True, False, True])
