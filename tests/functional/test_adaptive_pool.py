@@ -98,7 +98,8 @@ def test_adaptive_pools_match_torch_forward_and_gradient(kind, output_size):
 def test_gradients_check_numerically_and_jit_matches_eager(fn):
     x = jnp.asarray(RNG.permutation(40).reshape(1, 5, 4, 2) * 0.1, jnp.float32)
     op = functools.partial(fn, output_size=(3, 3))
-    jtu.check_grads(jax.jit(op), (x,), order=1, modes=("rev", "fwd"), eps=1e-2, atol=1e-2, rtol=1e-2)
+    # forward mode is checked against reverse mode in test_pool_norm_transforms.py
+    jtu.check_grads(jax.jit(op), (x,), order=1, modes=("rev",), eps=1e-2, atol=1e-2, rtol=1e-2)
     np.testing.assert_allclose(jax.jit(op)(x), op(x), rtol=1e-6)
     y = op(x.astype(jnp.bfloat16))
     assert y.dtype == jnp.bfloat16

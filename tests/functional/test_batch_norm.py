@@ -82,7 +82,7 @@ def test_jit_matches_eager_and_gradients_check_numerically():
         out, _ = batch_norm(x, {"scale": scale, "bias": bias}, state, train=True)
         return out * jnp.arange(out.size, dtype=out.dtype).reshape(out.shape)  # break symmetry
 
-    jtu.check_grads(loss_output, (x, params["scale"], params["bias"]), order=1, modes=("rev",), eps=1e-2, atol=2e-2, rtol=2e-2)
+    jtu.check_grads(jax.jit(loss_output), (x, params["scale"], params["bias"]), order=1, modes=("rev",), eps=1e-2, atol=2e-2, rtol=2e-2)
 
 
 def test_matches_torch_forward_running_stats_and_gradients():
@@ -228,11 +228,11 @@ def test_vmap_axis_name_equals_full_batch_and_gradients_agree():
     def loss_full(x, params):
         return jnp.sum(jnp.sin(batch_norm(x.reshape(12, 5, 2), params, state, train=True)[0]))
 
-    np.testing.assert_allclose(loss_split(x, params), loss_full(x, params), rtol=1e-5)
-    # jit: one compile instead of op-by-op dispatch of two backward passes.
-    g_split = jax.jit(jax.grad(loss_split, argnums=(0, 1)))(x, params)
-    g_full = jax.jit(jax.grad(loss_full, argnums=(0, 1)))(x, params)
-    for a, b in zip(jax.tree.leaves(g_split), jax.tree.leaves(g_full)):
+    # jit: one compile each instead of op-by-op dispatch of two backward passes.
+    value_split, grads_split = jax.jit(jax.value_and_grad(loss_split, argnums=(0, 1)))(x, params)
+    value_full, grads_full = jax.jit(jax.value_and_grad(loss_full, argnums=(0, 1)))(x, params)
+    np.testing.assert_allclose(value_split, value_full, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads_split), jax.tree.leaves(grads_full)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
