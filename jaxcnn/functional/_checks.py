@@ -8,6 +8,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 from jax import lax
 
 # The layout names used in error messages, by number of spatial dims.
@@ -111,3 +112,12 @@ def check_window_fits(
                 f"{what} {tuple(window_shape)} (dilated extent {effective}) is larger than the "
                 f"padded input {tuple(spatial_shape)} with padding {tuple(pads)}"
             )
+
+
+def check_floating(x, op: str) -> None:
+    """Raise unless ``x`` has a floating dtype (means and normalizations of integers would truncate)."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{op}: expected a floating-point input, got {dtype}; cast first, e.g. x.astype(jnp.float32)"
+        )

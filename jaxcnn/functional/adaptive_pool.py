@@ -20,7 +20,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import check_ndim
+from jaxcnn.functional._checks import check_floating, check_ndim
 from jaxcnn.functional.pool import _max_identity, avg_pool2d, max_pool2d
 
 __all__ = ["adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_bins"]
@@ -80,6 +80,7 @@ def adaptive_avg_pool2d(x, output_size):
     forward and gradient. bf16/f16 accumulate in float32.
     """
     out_h, out_w = _output_hw(x, output_size, "adaptive_avg_pool2d")
+    check_floating(x, "adaptive_avg_pool2d")
     height, width = x.shape[1:3]
     if _divides(x, (out_h, out_w)):
         return avg_pool2d(x, (height // out_h, width // out_w))

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn.functional._checks import check_floating
+
 __all__ = ["batch_norm", "batch_norm_init", "fold_batch_norm"]
 
 _PARAM_KEYS = ("scale", "bias")
@@ -181,6 +183,7 @@ def batch_norm(
             f"batch_norm: expected input (N, ..., C) of rank >= 2 with channels last, "
             f"got shape {getattr(x, 'shape', x)}"
         )
+    check_floating(x, "batch_norm")
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
     if not eps > 0:

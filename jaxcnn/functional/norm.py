@@ -16,6 +16,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn.functional._checks import check_floating
 from jaxcnn.functional.batch_norm import check_channel_dict
 
 __all__ = ["group_norm", "layer_norm", "instance_norm", "local_response_norm"]
@@ -27,6 +28,7 @@ def _check_input(x, op: str, min_rank: int) -> None:
             f"{op}: expected input (N, ..., C) of rank >= {min_rank} with channels last, "
             f"got shape {getattr(x, 'shape', x)}"
         )
+    check_floating(x, op)
 
 
 def _check_eps(eps, op: str) -> None:

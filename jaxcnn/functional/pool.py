@@ -13,11 +13,14 @@ Adaptive pooling (a fixed output size for any input size) lives in :mod:`jaxcnn.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
 from jaxcnn.functional._checks import (
+    check_floating,
     check_ndim,
     check_window_fits,
     explicit_padding,
@@ -64,6 +67,15 @@ def _as_nhwc(dims2d, fill):
     return (fill,) + tuple(dims2d) + (fill,)
 
 
+def _positive_finite(value) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+        and value > 0
+    )
+
+
 def _accumulation_dtype(dtype):
     """Sums of bf16/f16 values are accumulated in float32 to avoid round-off."""
     return jnp.promote_types(dtype, jnp.float32)
@@ -99,8 +111,7 @@ def max_pool2d(x, window, stride=None, padding=0):
     (top row first, left to right). Other tied elements get zero. When windows
     overlap, an input that is the chosen maximum of several windows receives
     the sum of their gradients. The forward-mode (JVP) rule picks the same
-    element. PyTorch's ``max_pool2d`` picks the same element for windows fully
-    inside the input.
+    element, and so does PyTorch's ``max_pool2d`` (padding never wins there).
     """
     window, strides, pads = pool_geometry(x, window, stride, padding, op="max_pool2d")
     return lax.reduce_window(
@@ -131,6 +142,7 @@ def avg_pool2d(x, window, stride=None, padding=0, count_include_pad=True):
     same count) to every input of its window.
     """
     window, strides, pads = pool_geometry(x, window, stride, padding, op="avg_pool2d")
+    check_floating(x, "avg_pool2d")
     if not isinstance(count_include_pad, bool):
         raise ValueError(f"count_include_pad must be a bool, got {count_include_pad!r}")
     acc = x.astype(_accumulation_dtype(x.dtype))
@@ -164,12 +176,13 @@ def lp_pool2d(x, p, window, stride=None):
     As in PyTorch, ``x**p`` of a negative ``x`` with non-integer ``p`` is NaN,
     and a window whose power-sum is 0 has an infinite gradient for ``p > 1``.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not np.isfinite(p) or p <= 0:
+    if not _positive_finite(p):
         raise ValueError(
             f"lp_pool2d: p must be a positive finite number, got {p!r} "
             "(use max_pool2d for p = inf)"
         )
     window, strides, pads = pool_geometry(x, window, stride, 0, op="lp_pool2d")
+    check_floating(x, "lp_pool2d")
     acc = x.astype(_accumulation_dtype(x.dtype))
     powered = acc if p == 1 else acc**p
     sums = lax.reduce_window(
@@ -207,9 +220,10 @@ def weighted_avg_pool2d(x, window, stride=None, sigma=1.0):
     pixels for an even window), and tend to a plain average as sigma grows.
     Computed as a depthwise convolution; bf16/f16 accumulate in float32.
     """
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0:
+    if not _positive_finite(sigma):
         raise ValueError(f"weighted_avg_pool2d: sigma must be a positive finite number, got {sigma!r}")
     window, strides, _ = pool_geometry(x, window, stride, 0, op="weighted_avg_pool2d")
+    check_floating(x, "weighted_avg_pool2d")
     acc = x.astype(_accumulation_dtype(x.dtype))
     channels = x.shape[-1]
     weights = _gaussian_window_weights(window, float(sigma)).astype(acc.dtype)
@@ -242,6 +256,7 @@ def global_avg_pool(x):
     averaged in float32 and returned in their own dtype.
     """
     axes = _check_global_input(x, "global_avg_pool")
+    check_floating(x, "global_avg_pool")
     return jnp.mean(x.astype(_accumulation_dtype(x.dtype)), axis=axes).astype(x.dtype)
 
 

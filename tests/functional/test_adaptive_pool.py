@@ -113,6 +113,7 @@ def test_gradients_check_numerically_and_jit_matches_eager(fn):
         (lambda: adaptive_max_pool2d(np.zeros((1, 4, 4, 1)), (2, 1.5)), "output_size must be >= 1"),
         (lambda: adaptive_avg_pool2d(np.zeros((4, 4, 1)), 2), "expected NHWC"),
         (lambda: adaptive_max_pool2d(np.zeros((1, 0, 4, 1)), 2), "non-empty"),
+        (lambda: adaptive_avg_pool2d(np.zeros((1, 4, 4, 1), np.int32), 3), "floating-point"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_problem(call, match):

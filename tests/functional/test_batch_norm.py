@@ -297,6 +297,7 @@ X3 = jnp.ones((2, 4, 4, 3))
         (lambda: batch_norm(X3, P3, S3, train=True, eps=0.0), "eps"),
         (lambda: batch_norm(X3, P3, S3, train=True, mask=jnp.ones((2, 4))), r"mask must have shape \(2,\)"),
         (lambda: batch_norm_init(0), "num_channels"),
+        (lambda: batch_norm(X3.astype(jnp.int32), P3, S3, train=True), "expected a floating-point input"),
         (lambda: fold_batch_norm(jnp.ones((3, 3, 2, 4)), None, P3, S3), r"shape \(4,\).*4 channels"),
         (lambda: fold_batch_norm(jnp.ones((3, 3, 2, 3)), jnp.ones(4), P3, S3), r"bias b must have shape \(3,\)"),
         (lambda: fold_batch_norm(jnp.ones(3), None, P3, S3), "output channels last"),

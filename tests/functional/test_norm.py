@@ -212,6 +212,8 @@ X = jnp.ones((2, 3, 3, 6))
         (lambda: instance_norm(X, _params(3)), r"shape \(6,\)"),
         (lambda: local_response_norm(X, size=0), "size must be a positive int"),
         (lambda: local_response_norm(jnp.ones(4)), "rank >= 2"),
+        (lambda: group_norm(X.astype(jnp.int32), None, 2), "expected a floating-point input"),
+        (lambda: local_response_norm(X.astype(jnp.int32)), "floating-point"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_problem(call, match):

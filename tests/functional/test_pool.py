@@ -107,6 +107,14 @@ def test_lp_pool_matches_loop_reference(shape, window, stride, p):
     np.testing.assert_allclose(pool.lp_pool2d(x, p, window, stride), expected, rtol=1e-5)
 
 
+def test_max_pools_of_integers_stay_integers():
+    x = RNG.integers(-100, 100, size=(1, 4, 5, 2)).astype(np.int8)
+    pads = ((1, 1), (1, 1))
+    np.testing.assert_array_equal(pool.max_pool2d(x, 2, 1, 1), loop_pool(x, (2, 2), (1, 1), pads, "max").astype(np.int8))
+    assert pool.max_pool2d(x, 2).dtype == jnp.int8
+    np.testing.assert_array_equal(pool.global_max_pool(x), x.max(axis=(1, 2)))
+
+
 def test_global_pools_reduce_every_spatial_axis():
     for shape in [(2, 5, 3), (2, 4, 3, 5), (1, 2, 3, 4, 3)]:
         x = RNG.normal(size=shape).astype(np.float32)
@@ -254,10 +262,14 @@ def test_max_and_avg_pool_match_torch(window, stride, padding):
         )
 
 
-def test_max_pool_tie_winner_matches_torch():
+@pytest.mark.parametrize("window,stride,padding", [(2, 2, 0), (3, 1, 1), (2, 1, 1)])
+def test_max_pool_tie_winner_matches_torch(window, stride, padding):
     torch = pytest.importorskip("torch")
     x = np.array([[1, 3, 3, 3], [3, 2, 3, 3], [0, 0, 7, 1], [7, 7, 7, 7]], np.float32)[None, :, :, None]
-    _compare_with_torch(lambda v: pool.max_pool2d(v, 2), lambda t: torch.nn.functional.max_pool2d(t, 2), x)
+    _compare_with_torch(
+        lambda v: pool.max_pool2d(v, window, stride, padding),
+        lambda t: torch.nn.functional.max_pool2d(t, window, stride, padding), x,
+    )
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
@@ -308,6 +320,9 @@ X = np.zeros((1, 4, 4, 2), np.float32)
         (lambda: pool.lp_pool2d(X, 2, 5), "window"),
         (lambda: pool.global_avg_pool(X[0, 0]), "expected NLC, NHWC or NDHWC"),
         (lambda: pool.global_max_pool(np.zeros((2, 0, 3))), "non-empty"),
+        (lambda: pool.avg_pool2d(X.astype(np.int32), 2), "expected a floating-point input"),
+        (lambda: pool.lp_pool2d(X.astype(np.uint8), 2, 2), "floating-point"),
+        (lambda: pool.global_avg_pool(X.astype(np.int32)), "floating-point"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_problem(call, match):
@@ -379,6 +394,7 @@ def test_weighted_avg_pool_grads_jit_and_bf16():
         (lambda: pool.weighted_avg_pool2d(X, 2, sigma=float("nan")), "sigma"),
         (lambda: pool.weighted_avg_pool2d(X, 5), "window"),
         (lambda: pool.weighted_avg_pool2d(X, 2, stride=0), "stride"),
+        (lambda: pool.weighted_avg_pool2d(X.astype(np.int32), 2), "floating-point"),
     ],
 )
 def test_weighted_avg_pool_bad_arguments(call, match):
