@@ -3,6 +3,7 @@
 (Checkpoints saved from pmap and from a device mesh and restored on one device
 are tested in test_parallel.py, next to the multi-device states they need.)
 """
+import gc
 import warnings
 
 import flax.linen as nn
@@ -102,6 +103,18 @@ def test_saving_the_same_step_twice_replaces_the_checkpoint(trained, tmp_path):
     assert metadata["where"] == "end of epoch" and metadata["epoch"] == 2
 
 
+# When one array read of a restore fails, Orbax (0.12.8) abandons the other
+# pending reads; their coroutines raise "Exception ignored in ..." when they are
+# garbage-collected. Collect what can be collected inside the test that caused
+# it, so pytest does not pin the Orbax-internal noise on an unrelated later test
+# (a few survive until interpreter exit, where Python prints them to stderr).
+orbax_failed_reads = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _collect_abandoned_reads():
+    gc.collect()
+
+
 def _corrupt(step_dir):
     """Overwrite every array file of a checkpoint with garbage of the same size."""
     files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.name != "commit_success.txt"]
@@ -110,6 +123,7 @@ def _corrupt(step_dir):
         path.write_bytes(b"\x00garbage" * max(1, path.stat().st_size // 8))
 
 
+@orbax_failed_reads
 def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(trained, tmp_path):
     older = trained.replace(step=jnp.asarray(10, jnp.int32))
     with Checkpointer(tmp_path) as checkpointer:
@@ -121,8 +135,10 @@ def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(train
             restored, metadata = checkpointer.restore_latest(_fresh_state())
     assert metadata["epoch"] == 1 and int(restored.step) == 10
     _assert_same_arrays(restored.params, older.params)
+    _collect_abandoned_reads()
 
 
+@orbax_failed_reads
 def test_no_readable_checkpoint_raises(trained, tmp_path):
     with Checkpointer(tmp_path) as checkpointer:
         checkpointer.save(1, trained)
@@ -133,12 +149,14 @@ def test_no_readable_checkpoint_raises(trained, tmp_path):
                 checkpointer.restore_latest(_fresh_state())
 
 
+@orbax_failed_reads
 def test_a_template_of_another_model_is_rejected(trained, tmp_path):
     with Checkpointer(tmp_path) as checkpointer:
         checkpointer.save(1, trained)
         with pytest.warns(CheckpointWarning):
             with pytest.raises(ValueError, match=r"could be restored into the given template state: step 2: .*shape"):
                 checkpointer.restore_latest(_fresh_state(features=7))
+    _collect_abandoned_reads()
 
 
 def test_a_half_written_checkpoint_is_ignored(trained, tmp_path):
