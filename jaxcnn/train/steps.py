@@ -129,7 +129,7 @@ def eval_step(state: TrainState, images, labels) -> dict:
     return eval_step_body(state, images, labels)
 
 
-def _train_step(state: TrainState, images, labels) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, images, labels) -> tuple[TrainState, dict]:
     """One SGD-family update on a batch; jit-compiled, ``state`` is donated.
 
     The model runs with ``train=True``, ``mutable=["batch_stats"]`` and
@@ -150,4 +150,4 @@ def _train_step(state: TrainState, images, labels) -> tuple[TrainState, dict]:
     return train_step_body(state, images, labels)
 
 
-train_step = jax.jit(_train_step, donate_argnums=0)
+train_step = jax.jit(train_step, donate_argnums=0)
