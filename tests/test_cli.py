@@ -13,7 +13,7 @@ from jaxcnn.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 
 # The same model/optimizer settings as tests/train/test_loop.py, so the
 # compiled steps are shared when both files run in one process.
-DIGITS_RUN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--lr", "0.05",
+DIGITS_RUN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64",
               "--eval-batch-size", "500", "--checkpoint-every", "10", "--no-progress"]
 
 
@@ -65,10 +65,10 @@ def test_real_entry_point_help_and_error():
     assert helped.returncode == 0
     for option, default in [("--model", "default: lenet5"), ("--dataset", "default: mnist"),
                             ("--epochs", "default: 8"), ("--batch-size", "default: 128"),
-                            ("--optimizer", "default: sgd"), ("--lr", "default: 0.05"),
+                            ("--optimizer", "default: adam"), ("--lr", "default: 0.001"),
                             ("--schedule", "default: cosine"), ("--seed", "default: 0"),
                             ("--devices", "default: 1"), ("--plateau-patience", "default: 2"),
-                            ("--weight-decay", "default: 0.0005"), ("--workdir", "default:"),
+                            ("--weight-decay", "default: 0.0"), ("--workdir", "default:"),
                             ("--resume", "latest checkpoint"), ("--data-dir", "JAXCNN_DATA_DIR")]:
         assert option in helped.stdout and default in " ".join(helped.stdout.split()), option
     failed = subprocess.run(command + ["--epochs", "0"], capture_output=True, text=True,
@@ -105,7 +105,7 @@ def test_train_then_eval_then_guards(capsys, tmp_path):
     status, _, err = run(capsys, "train", *DIGITS_RUN, "--workdir", workdir)
     assert_one_line_error(status, err, r"already holds checkpoints of a run; resume it")
     status, _, err = run(capsys, "train", "--workdir", workdir, "--resume", "--lr", "0.1")
-    assert_one_line_error(status, err, r"cannot change lr \(saved 0.05, given 0.1\)")
+    assert_one_line_error(status, err, r"cannot change lr \(saved 0.001, given 0.1\)")
     # A finished run resumes to its final record without training.
     status, out, err = run(capsys, "train", "--workdir", workdir, "--resume", "--no-progress")
     assert status == EXIT_OK, err
@@ -114,7 +114,8 @@ def test_train_then_eval_then_guards(capsys, tmp_path):
 
 def test_divergence_exits_1_with_the_step(capsys, tmp_path):
     status, out, err = run(
-        capsys, "train", *DIGITS_RUN, "--lr", "1e5", "--schedule", "warmup_cosine",
+        capsys, "train", *DIGITS_RUN, "--optimizer", "sgd", "--lr", "1e5",
+        "--schedule", "warmup_cosine",
         "--warmup-epochs", "1", "--checkpoint-every", "1", "--workdir", str(tmp_path))
     assert status == EXIT_FAILED
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

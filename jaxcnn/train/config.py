@@ -1,9 +1,11 @@
 """`TrainConfig`: every knob of a training run, validated, and saved as ``config.json``.
 
 The defaults are the main job: LeNet-5 on MNIST (read offline from the repo's
-``data/mnist``), SGD with momentum and a cosine schedule, which reaches
->= 99.2% test accuracy on a 2-core CPU in the default number of epochs (the
-measured accuracy and wall time are in the README).
+``data/mnist``), Adam (lr 1e-3) on a cosine schedule, batch 128, 8 epochs,
+which reaches >= 99.2% test accuracy (the measured accuracy and wall time are
+in experiments/README.md). Adam rather than SGD because with He-initialised
+layers SGD+momentum at lr 0.05 diverges to a dead network on this LeNet, and
+at lr 0.01 it learns more slowly than Adam in the first epochs.
 """
 from __future__ import annotations
 
@@ -68,11 +70,11 @@ class TrainConfig:
     epochs: int = 8
     batch_size: int = 128
     eval_batch_size: int = 1000
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    optimizer: str = "adam"
+    lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.0
     schedule: str = "cosine"
     decay_epochs: tuple[float, ...] = ()
     decay_factor: float = 0.1

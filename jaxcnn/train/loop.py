@@ -28,8 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxcnn import data, models
 from jaxcnn.train import metrics as metrics_io
+from jaxcnn.train import parallel, sharded, steps
+from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
+from jaxcnn.train.state import create_train_state
 
 CHECKPOINT_SUBDIR = "checkpoints"
 # Datasets whose classes survive a horizontal flip and a 4-pixel shift.
@@ -98,15 +103,11 @@ def train_and_evaluate(
       TrainingDivergedError: a non-finite loss; names the step and the last
         good checkpoint, which is kept (the bad state is never saved).
     """
-    from jaxcnn.train.checkpoint import Checkpointer
-
     config.check_names()
     workdir = Path(workdir)
     checkpoint_dir = workdir / CHECKPOINT_SUBDIR
     _check_workdir(config, workdir, checkpoint_dir, resume)
     train_set, test_set = load_datasets(config)
-    from jaxcnn import data
-
     steps_per_epoch = data.num_batches(len(train_set), config.batch_size, drop_remainder=True)
     if steps_per_epoch == 0:
         raise ValueError(
@@ -117,41 +118,37 @@ def train_and_evaluate(
     state, plateau = build_state(config, train_set.num_classes, train_set.image_shape,
                                  steps_per_epoch)
     config.save(workdir)
-    checkpointer = Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints)
-    position = Position()
-    if resume:
-        restored = checkpointer.restore_latest(state)
-        if restored is None:
-            print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
-        else:
-            state, metadata = restored
-            position = Position(**metadata["position"])
-            print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
-                  f"(step {int(state.step)})")
-    metrics_io.write_metrics(workdir, position.history)
-
     mean, std = _normalization_stats(config.dataset, train_set)
     augment = config.augment if config.augment is not None else (
         config.dataset in AUGMENTED_BY_DEFAULT)
-    print(
-        f"training {config.model} on {config.dataset} ({len(train_set)} train / "
-        f"{len(test_set)} test images{', augmented' if augment else ''}): {config.epochs} "
-        f"epochs x {steps_per_epoch} steps of {config.batch_size}, {config.optimizer} "
-        f"lr {config.lr} ({config.schedule}), {executor.description}; workdir {workdir}",
-        flush=True,
-    )
-    runner = _EpochRunner(config, executor, checkpointer, _Preprocess(mean, std, augment),
-                          train_set, test_set, steps_per_epoch, plateau, progress)
-    device_state = executor.place(state)
-    try:
+    with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
+        print(
+            f"training {config.model} on {config.dataset} ({len(train_set)} train / "
+            f"{len(test_set)} test images{', augmented' if augment else ''}): {config.epochs} "
+            f"epochs x {steps_per_epoch} steps of {config.batch_size}, {config.optimizer} "
+            f"lr {config.lr} ({config.schedule}), {executor.description}; workdir {workdir}",
+            flush=True,
+        )
+        position = Position()
+        if resume:
+            restored = checkpointer.restore_latest(state)
+            if restored is None:
+                print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+            else:
+                state, metadata = restored
+                position = Position(**metadata["position"])
+                print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
+                      f"(step {int(state.step)})")
+        metrics_io.write_metrics(workdir, position.history)
+        runner = _EpochRunner(config, executor, checkpointer, _Preprocess(mean, std, augment),
+                              train_set, test_set, steps_per_epoch, plateau, progress)
+        device_state = executor.place(state)
         while position.epoch < config.epochs:
             device_state = runner.run_epoch(device_state, position)
             position = position.next_epoch()
             metrics_io.write_metrics(workdir, position.history)
             metrics_io.plot_curves(workdir, position.history)
             print(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
-    finally:
-        checkpointer.close()
     return dict(position.history[-1])
 
 
@@ -162,7 +159,6 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
     with the schedule laid out over ``steps_per_epoch``; the state is
     initialised from ``config.seed`` on a ``(1, *image_shape)`` float32 input.
     """
-    from jaxcnn.train.state import create_train_state
 
     model, tx, plateau = _model_and_optimizer(
         _config_key(config, _MODEL_AND_OPTIMIZER_FIELDS), num_classes, steps_per_epoch)
@@ -187,8 +183,6 @@ def _model_and_optimizer(key: str, num_classes: int, steps_per_epoch: int):
     # Cached so that equal configs give the *same* module and optax objects: they
     # are static parts of the TrainState, so the jitted steps compiled for one
     # run are reused by the next (a resumed run in the same process, tests).
-    from jaxcnn import models
-    from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
 
     config = TrainConfig().replace(**json.loads(key))
     plateau = (Plateau(factor=config.plateau_factor, patience=config.plateau_patience)
@@ -211,7 +205,6 @@ def load_datasets(config: TrainConfig):
     Raises FileNotFoundError when ``config.data_dir`` is given but is not a
     directory (rather than silently falling back to another source).
     """
-    from jaxcnn import data
 
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise FileNotFoundError(f"data directory {config.data_dir} does not exist")
@@ -230,7 +223,6 @@ def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[flo
     Batch means are weighted by batch size, so a final partial batch counts for
     what it holds. Returns Python floats ``(loss, accuracy)``.
     """
-    from jaxcnn import data
 
     loss_sum = correct_sum = 0.0
     for images, labels in data.batches(dataset, batch_size, shuffle=False):
@@ -246,7 +238,6 @@ def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dic
     Returns ``{"dataset", "test_loss", "test_accuracy", "test_images", "step"}``.
     Raises FileNotFoundError when ``workdir`` has no config.json or no checkpoint.
     """
-    from jaxcnn.train.checkpoint import Checkpointer
 
     config = TrainConfig.load(workdir)
     if data_dir is not None:
@@ -282,7 +273,6 @@ class _EpochRunner:
 
     def run_epoch(self, state, position: Position):
         """Train the rest of ``position.epoch``, evaluate, checkpoint; updates ``position``."""
-        from jaxcnn import data
 
         config, epoch = self.config, position.epoch
         epoch_start = time.perf_counter() - position.epoch_seconds
@@ -386,9 +376,8 @@ class _OneDevice:
     description = "1 device (jax.jit)"
 
     def __init__(self):
-        from jaxcnn.train.steps import eval_step, train_step
-
-        self.train_step, self.eval_step = train_step, eval_step
+        # Looked up at construction (not import) time, so a patched step is seen.
+        self.train_step, self.eval_step = steps.train_step, steps.eval_step
 
     def place(self, state):
         return state
@@ -406,78 +395,59 @@ class _Pmap:
     """
 
     def __init__(self, config: TrainConfig, num_classes: int):
-        from jaxcnn import models
-        from jaxcnn.train.parallel import BATCH_AXIS
-
         self.devices, self.model_name = config.devices, config.model
         self.description = f"{self.devices} devices (jax.pmap)"
         model = models.get(config.model, num_classes=num_classes, **config.model_kwargs)
         self.plain_apply = model.apply
-        self.synced_apply = (model.clone(bn_axis_name=BATCH_AXIS).apply
+        self.synced_apply = (model.clone(bn_axis_name=parallel.BATCH_AXIS).apply
                              if hasattr(model, "bn_axis_name") else None)
 
     def place(self, state):
-        from jaxcnn.train.parallel import replicate
-
         if self.synced_apply is None and state.batch_stats:
             raise ValueError(
                 f"model {self.model_name!r} has batch norm but no bn_axis_name option, so under "
                 "pmap each device would normalise with its own statistics; use parallel "
                 '"sharded" (--parallel sharded)'
             )
-        return replicate(state.replace(apply_fn=self.synced_apply or self.plain_apply),
-                         self.devices)
+        apply_fn = self.synced_apply or self.plain_apply
+        return parallel.replicate(state.replace(apply_fn=apply_fn), self.devices)
 
     def to_host(self, state):
-        from jaxcnn.train.parallel import unreplicate
-
-        return unreplicate(state).replace(apply_fn=self.plain_apply)
+        return parallel.unreplicate(state).replace(apply_fn=self.plain_apply)
 
     def train_step(self, state, images, labels):
-        from jaxcnn.train.parallel import pmap_train_step, shard
-
-        return pmap_train_step(state, shard(images, self.devices), shard(labels, self.devices))
+        return parallel.pmap_train_step(state, parallel.shard(images, self.devices),
+                                        parallel.shard(labels, self.devices))
 
     def eval_step(self, state, images, labels):
-        from jaxcnn.train.steps import eval_step
-        from jaxcnn.train.parallel import pmap_eval_step, shard
-
         if len(labels) % self.devices:  # the last partial batch: one device
-            return eval_step(self.to_host(state), images, labels)
-        return pmap_eval_step(state, shard(images, self.devices), shard(labels, self.devices))
+            return steps.eval_step(self.to_host(state), images, labels)
+        return parallel.pmap_eval_step(state, parallel.shard(images, self.devices),
+                                       parallel.shard(labels, self.devices))
 
 
 class _Sharded:
     """``jax.jit`` over a 1-D device mesh: replicated state, batch split along its first axis."""
 
     def __init__(self, devices: int):
-        from jaxcnn.train.sharded import make_mesh
-
-        self.mesh = make_mesh(devices)
+        self.mesh = sharded.make_mesh(devices)
         self.description = f"{devices} devices (jax.jit over a sharded mesh)"
 
     def place(self, state):
-        from jaxcnn.train.sharded import replicate_state
-
-        return replicate_state(self.mesh, state)
+        return sharded.replicate_state(self.mesh, state)
 
     def to_host(self, state):
         return jax.device_put(state, jax.devices()[0])
 
     def train_step(self, state, images, labels):
-        from jaxcnn.train.sharded import shard_batch, sharded_train_step
-
-        return sharded_train_step(state, shard_batch(self.mesh, images),
-                                  shard_batch(self.mesh, labels))
+        return sharded.sharded_train_step(state, sharded.shard_batch(self.mesh, images),
+                                          sharded.shard_batch(self.mesh, labels))
 
     def eval_step(self, state, images, labels):
-        from jaxcnn.train.steps import eval_step
-        from jaxcnn.train.sharded import shard_batch, sharded_eval_step
-
         if len(labels) % self.mesh.devices.size:  # the last partial batch: one device
-            return eval_step(self.to_host(state), images, labels)
-        return sharded_eval_step(state, shard_batch(self.mesh, images),
-                                 shard_batch(self.mesh, labels))
+            return steps.eval_step(self.to_host(state), images, labels)
+        return sharded.sharded_eval_step(state, sharded.shard_batch(self.mesh, images),
+                                         sharded.shard_batch(self.mesh, labels))
 
 
 # ------------------------------------------------------------------ helpers
@@ -496,7 +466,6 @@ class _Preprocess:
 
 @functools.lru_cache(maxsize=16)
 def _preprocess_functions(mean: tuple, std: tuple, augment: bool):
-    from jaxcnn import data
 
     # NumPy constants: normalize() validates std on concrete values.
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
@@ -538,7 +507,6 @@ def _check_workdir(config: TrainConfig, workdir: Path, checkpoint_dir: Path, res
 
 def _normalization_stats(dataset_name: str, train_set):
     """Per-channel (mean, std) in [0, 1] pixel units: published constants, else measured."""
-    from jaxcnn import data
 
     try:
         return data.stats_for(dataset_name)

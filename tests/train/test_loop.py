@@ -24,6 +24,7 @@ LOSS_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 def test_default_config_is_the_main_job():
     config = TrainConfig()
     assert (config.model, config.dataset, config.batch_size) == ("lenet5", "mnist", 128)
+    assert (config.optimizer, config.lr, config.schedule) == ("adam", 1e-3, "cosine")
     assert config.devices == 1 and config.data_dir is None
 
 
@@ -51,7 +52,8 @@ def test_default_config_is_the_main_job():
         ({"plateau_patience": 0}, "plateau_patience must be >= 1"),
         ({"devices": 3}, r"must be divisible by devices \(3\)"),
         ({"devices": 0}, "devices must be >= 1"),
-        ({"nesterov": True, "momentum": 0.0}, "nesterov=True needs momentum > 0"),
+        ({"optimizer": "sgd", "nesterov": True, "momentum": 0.0},
+         "nesterov=True needs momentum > 0"),
         ({"augment": "yes"}, "augment must be true, false or null"),
         ({"train_examples": 0}, "train_examples must be >= 1"),
         ({"model_kwargs": {"num_classes": 3}}, "must not set num_classes"),
@@ -126,7 +128,7 @@ STEPS_PER_EPOCH = 22
 
 
 def digits_config(**changes) -> TrainConfig:
-    values = dict(dataset="digits", epochs=2, batch_size=64, eval_batch_size=500, lr=0.05,
+    values = dict(dataset="digits", epochs=2, batch_size=64, eval_batch_size=500,
                   checkpoint_every_steps=10, keep_checkpoints=3)
     values.update(changes)
     return TrainConfig(**values)
@@ -269,8 +271,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
     # Warm-up starts at lr 0, so step 1 is a finite update that gets saved
     # (checkpoint every step); then the rate climbs towards 1e5 and blows up.
-    config = digits_config(lr=1e5, schedule="warmup_cosine", warmup_epochs=1,
-                           checkpoint_every_steps=1, momentum=0.9)
+    config = digits_config(optimizer="sgd", lr=1e5, schedule="warmup_cosine", warmup_epochs=1,
+                           checkpoint_every_steps=1)
     with pytest.raises(TrainingDivergedError) as caught:
         train_and_evaluate(config, tmp_path, progress=False)
     message = str(caught.value)
@@ -297,7 +299,7 @@ def test_workdir_guards(reference, tmp_path):
     workdir = reference[0]
     with pytest.raises(ValueError, match="already holds checkpoints of a run; resume it"):
         train_and_evaluate(digits_config(), workdir, progress=False)
-    with pytest.raises(ValueError, match=r"cannot change lr \(saved 0.05, given 0.1\)"):
+    with pytest.raises(ValueError, match=r"cannot change lr \(saved 0.001, given 0.1\)"):
         train_and_evaluate(digits_config(lr=0.1), workdir, resume=True, progress=False)
     with pytest.raises(FileNotFoundError, match="data directory .*missing does not exist"):
         train_and_evaluate(digits_config(data_dir=str(tmp_path / "missing")), tmp_path / "run",
@@ -316,7 +318,8 @@ def test_data_parallel_run_matches_one_device(reference, tmp_path, parallel):
     for got, want in zip(records, expected, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
         assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-3)
-        assert abs(got["test_accuracy"] - want["test_accuracy"]) <= 2 / 355
+        # At most two of the 355 test predictions flip (float32 accuracies: + slack).
+        assert abs(got["test_accuracy"] - want["test_accuracy"]) <= 2.5 / 355
 
 
 def _plateau_scales(accuracies, *, patience, factor, min_delta=1e-4):
