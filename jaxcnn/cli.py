@@ -56,12 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model and evaluate it every epoch",
         description="Train a model and evaluate it on the test split after every epoch. "
         "The workdir receives config.json, metrics.jsonl, curves.png and checkpoints/.",
+        epilog="examples:\n"
+        "  jaxcnn train                                  # LeNet-5 on MNIST, offline\n"
+        "  jaxcnn train --workdir runs/lenet5_mnist --resume\n"
+        "  jaxcnn train --model resnet20 --dataset cifar10 --optimizer sgd --lr 0.1 \\\n"
+        "      --weight-decay 1e-4 --schedule step --decay-epochs 82,123 --epochs 164 --augment",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     # Defaults are SUPPRESSed so that only the flags actually given override the
     # config (TrainConfig's defaults, or the saved config on --resume); the help
     # text shows TrainConfig's defaults.
     add = train.add_argument
-    add("--model", help=f"model name (see `jaxcnn summary`); {_default('model')}")
+    add("--model", help="model name, e.g. lenet5, resnet20, alexnet, vgg16 (an unknown name "
+        f"lists them all); {_default('model')}")
     add("--dataset", help=f"mnist, fashion_mnist, cifar10 or digits; {_default('dataset')}")
     add("--data-dir", dest="data_dir", metavar="DIR",
         help="directory holding the dataset files; default: $JAXCNN_DATA_DIR, then the "

@@ -7,8 +7,9 @@ and ``<workdir>/curves.png``, and checkpoint (also every
 
 Exact resume. A checkpoint holds the whole train state (params, batch_stats,
 optimizer state incl. the plateau controller, step, dropout key) and, as its
-metadata, the :class:`Position`: epoch, next batch, the running sums of the
-interrupted epoch's training metrics and the finished epochs' records. Data
+metadata, the data-order seed and the :class:`Position`: epoch, next batch,
+the running sums of the interrupted epoch's training metrics and the finished
+epochs' records. Data
 order depends only on (seed, epoch), augmentation keys on (seed, epoch, batch)
 and dropout keys on (seed, step), so a run resumed from any checkpoint --
 including one written mid-epoch before a ``kill -9`` -- computes the same
@@ -136,6 +137,10 @@ def train_and_evaluate(
                 print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
             else:
                 state, metadata = restored
+                if metadata.get("data_seed") != config.seed:
+                    raise ValueError(
+                        f"the checkpoint in {checkpoint_dir} was written with data seed "
+                        f"{metadata.get('data_seed')}, the config says {config.seed}")
                 position = Position(**metadata["position"])
                 print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
                       f"(step {int(state.step)})")
@@ -329,7 +334,8 @@ class _EpochRunner:
         # loss does not prove the updated parameters finite: check before saving.
         if not _all_finite(host.params):
             self._diverged(step, position, "the updated parameters are not finite")
-        self.checkpointer.save(position.epoch, host, {"position": dataclasses.asdict(position)})
+        self.checkpointer.save(position.epoch, host, {
+            "position": dataclasses.asdict(position), "data_seed": self.config.seed})
 
     def _diverged(self, step: int, position: Position, what: str):
         saved = self.checkpointer.steps()

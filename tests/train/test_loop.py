@@ -169,6 +169,7 @@ def interrupt_at_step(monkeypatch, step: int, signal_number: int | None = None):
 
 def test_run_writes_metrics_curves_config_and_checkpoints(reference):
     from jaxcnn.train.checkpoint import Checkpointer
+    from jaxcnn.train.loop import build_state
 
     workdir, final, records = reference
     assert [r["epoch"] for r in records] == [1, 2]
@@ -184,7 +185,16 @@ def test_run_writes_metrics_curves_config_and_checkpoints(reference):
     assert TrainConfig.load(workdir) == digits_config()
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=3)
     assert checkpointer.steps() == [30, 40, 44]
+    template, _ = build_state(digits_config(), 10, (8, 8, 1), STEPS_PER_EPOCH)
+    state, metadata = checkpointer.restore(40, template)
     checkpointer.close()
+    # Mid-epoch checkpoint: data seed, position (epoch index 1, next batch 18 =
+    # 40 - 22), running sums of the epoch so far, and the finished epoch.
+    assert int(state.step) == 40 and metadata["data_seed"] == 0
+    position = metadata["position"]
+    assert (position["epoch"], position["batch"], position["images"]) == (1, 18, 18 * 64)
+    assert position["history"] == records[:1]
+    assert 0 < position["loss_sum"] / position["images"] < records[0]["train_loss"]
 
 
 def test_evaluate_workdir_reproduces_the_last_test_metrics(reference):
