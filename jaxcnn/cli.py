@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--plateau-factor", dest="plateau_factor", type=float, metavar="X",
         help=f"plateau schedule: lr multiplier at each reduction; {_default('plateau_factor')}")
     add("--augment", action=argparse.BooleanOptionalAction,
-        help="random crop (4-pixel padding) + horizontal flip of training images; "
-        "default: on for cifar10 only")
+        help="random shifts of training images (cifar10: 4 pixels + horizontal flips; "
+        "others: 2 pixels, no flips); default: on except for the 8x8 digits")
     add("--train-examples", dest="train_examples", type=int, metavar="N",
         help="use only the first N training examples (quick runs); default: all")
     add("--test-examples", dest="test_examples", type=int, metavar="N",

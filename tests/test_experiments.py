@@ -109,7 +109,8 @@ def test_pmap_smoke_on_cifar10_files_with_synchronised_batch_norm(tmp_path):
         capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 devices (jax.pmap)" in done.stdout
-    assert "resnet20 on cifar10 (256 train / 64 test images, augmented)" in done.stdout
+    assert ("resnet20 on cifar10 (256 train / 64 test images, random 4-pixel shifts and flips)"
+            in done.stdout)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
                .splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]

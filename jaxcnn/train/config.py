@@ -33,9 +33,10 @@ class TrainConfig:
         are (None: ``$JAXCNN_DATA_DIR``, then the repo's ``data/``, then TFDS).
       train_examples / test_examples: use only the first N examples of a split
         (quick runs and smoke tests); None uses all of it.
-      augment: random crop (4-pixel zero padding) + horizontal flip of training
-        images; None picks it per dataset (on for cifar10, off for digits/MNIST,
-        where a flip changes the class).
+      augment: random shifts of training images (crops of a zero-padded copy:
+        4 pixels + horizontal flips for cifar10, 2 pixels without flips for
+        the digit and clothing datasets); None picks it per dataset (on for
+        cifar10, mnist and fashion_mnist, off for the 8x8 digits).
 
     Optimization
       epochs, batch_size (training drops the last partial batch, so every step

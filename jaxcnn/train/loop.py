@@ -38,8 +38,14 @@ from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
 from jaxcnn.train.state import create_train_state
 
 CHECKPOINT_SUBDIR = "checkpoints"
-# Datasets whose classes survive a horizontal flip and a 4-pixel shift.
-AUGMENTED_BY_DEFAULT = ("cifar10",)
+# Training-image augmentation when it is on: (padding, flip) = random crops of a
+# copy zero-padded by `padding` pixels on each side (random shifts of up to
+# `padding` pixels), plus a random horizontal mirror where it keeps the class.
+# Digits are not mirrored (a mirrored 2 is no 2).
+AUGMENTATIONS = {"cifar10": (4, True)}
+DEFAULT_AUGMENTATION = (2, False)
+# On unless the config says otherwise (8x8 digits are too small to shift by 2).
+AUGMENTED_BY_DEFAULT = ("cifar10", "mnist", "fashion_mnist")
 # Config fields a resumed run may change (they do not alter the computation
 # up to the float reordering of a different device count).
 RESUME_CHANGEABLE = ("epochs", "data_dir", "eval_batch_size", "devices", "parallel",
@@ -122,10 +128,11 @@ def train_and_evaluate(
     mean, std = _normalization_stats(config.dataset, train_set)
     augment = config.augment if config.augment is not None else (
         config.dataset in AUGMENTED_BY_DEFAULT)
+    augmentation = AUGMENTATIONS.get(config.dataset, DEFAULT_AUGMENTATION) if augment else None
     with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
         print(
             f"training {config.model} on {config.dataset} ({len(train_set)} train / "
-            f"{len(test_set)} test images{', augmented' if augment else ''}): {config.epochs} "
+            f"{len(test_set)} test images{_describe(augmentation)}): {config.epochs} "
             f"epochs x {steps_per_epoch} steps of {config.batch_size}, {config.optimizer} "
             f"lr {config.lr} ({config.schedule}), {executor.description}; workdir {workdir}",
             flush=True,
@@ -145,7 +152,7 @@ def train_and_evaluate(
                 print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
                       f"(step {int(state.step)})")
         metrics_io.write_metrics(workdir, position.history)
-        runner = _EpochRunner(config, executor, checkpointer, _Preprocess(mean, std, augment),
+        runner = _EpochRunner(config, executor, checkpointer, _Preprocess(mean, std, augmentation),
                               train_set, test_set, steps_per_epoch, plateau, progress)
         device_state = executor.place(state)
         while position.epoch < config.epochs:
@@ -261,7 +268,7 @@ def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dic
     state, _ = restored
     mean, std = _normalization_stats(config.dataset, test_set)
     loss, accuracy = evaluate(_OneDevice(), state, test_set, config.eval_batch_size,
-                              _Preprocess(mean, std, augment=False))
+                              _Preprocess(mean, std, augmentation=None))
     return {"dataset": config.dataset, "test_loss": loss, "test_accuracy": accuracy,
             "test_images": len(test_set), "step": int(state.step)}
 
@@ -458,29 +465,41 @@ class _Sharded:
 
 # ------------------------------------------------------------------ helpers
 class _Preprocess:
-    """uint8 batches -> normalized float32 (jitted); ``train`` also augments when asked.
+    """uint8 batches -> normalized float32 (jitted); ``train`` also augments.
 
-    He et al. subtract the mean before padding, so the crop's 4-pixel border is
-    the mean colour (0 after normalization): normalize first, then augment.
+    ``augmentation`` is None or ``(padding, flip)`` (see ``AUGMENTATIONS``).
+    Augmentation runs on the uint8 pixels, so the padding is black (the
+    background of MNIST; torchvision's CIFAR pipeline pads the same way).
     """
 
-    def __init__(self, mean, std, augment: bool):
+    def __init__(self, mean, std, augmentation: tuple[int, bool] | None):
         self.eval, self.train = _preprocess_functions(
             tuple(np.asarray(mean, np.float32).tolist()),
-            tuple(np.asarray(std, np.float32).tolist()), bool(augment))
+            tuple(np.asarray(std, np.float32).tolist()), augmentation)
 
 
 @functools.lru_cache(maxsize=16)
-def _preprocess_functions(mean: tuple, std: tuple, augment: bool):
-
+def _preprocess_functions(mean: tuple, std: tuple, augmentation):
     # NumPy constants: normalize() validates std on concrete values.
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
     def train(images, key):
-        images = data.normalize(images, mean, std)
-        return data.random_crop_flip(key, images, padding=4) if augment else images
+        if augmentation is not None:
+            padding, flip = augmentation
+            images = data.random_crop_flip(key, images, padding=padding)
+            if not flip:  # mirror the mirrored ones back: a pure random shift
+                _, flipped = data.crop_flip_params(key, images.shape[0], padding=padding)
+                images = jnp.where(flipped[:, None, None, None], images[:, :, ::-1], images)
+        return data.normalize(images, mean, std)
 
     return jax.jit(lambda images: data.normalize(images, mean, std)), jax.jit(train)
+
+
+def _describe(augmentation) -> str:
+    if augmentation is None:
+        return ""
+    padding, flip = augmentation
+    return f", random {padding}-pixel shifts{' and flips' if flip else ''}"
 
 
 def _init_key(seed: int):
