@@ -284,8 +284,11 @@ class _EpochRunner:
         self.augment_key = _augment_key(config.seed)
 
     def run_epoch(self, state, position: Position):
-        """Train the rest of ``position.epoch``, evaluate, checkpoint; updates ``position``."""
+        """Train the rest of ``position.epoch``, evaluate, checkpoint; updates ``position``.
 
+        ``train_seconds`` counts batching, preprocessing and the steps, not
+        checkpoint writes or evaluation: the basis of ``images_per_second``.
+        """
         config, epoch = self.config, position.epoch
         epoch_start = time.perf_counter() - position.epoch_seconds
         epoch_key = jax.random.fold_in(self.augment_key, epoch)
@@ -295,8 +298,8 @@ class _EpochRunner:
         with tqdm(total=self.steps_per_epoch, initial=position.batch, unit="step",
                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                   disable=not self.progress, dynamic_ncols=True) as bar:
+            step_start = time.perf_counter()
             for images, labels in batch_iter:
-                step_start = time.perf_counter()
                 step = epoch * self.steps_per_epoch + position.batch + 1
                 batch_key = jax.random.fold_in(epoch_key, position.batch)
                 state, step_metrics = self.executor.train_step(
@@ -316,6 +319,7 @@ class _EpochRunner:
                 if every and step % every == 0 and position.batch < self.steps_per_epoch:
                     position.epoch_seconds = time.perf_counter() - epoch_start
                     self._save(state, position, step)
+                step_start = time.perf_counter()
 
         test_loss, test_accuracy = evaluate(self.executor, state, self.test_set,
                                             config.eval_batch_size, self.preprocess)
