@@ -1,0 +1,325 @@
+"""``jaxcnn bench``: settings, one run of every measurement, a table and a JSON report.
+
+    jaxcnn bench                                  # lenet5 + resnet20 at B=128 vs PyTorch
+    jaxcnn bench --models resnet20 --batch-size 64,128 --json bench.json
+    jaxcnn bench --per-layer --impls xla,im2col,auto
+
+One run measures, in this order: the matmul peak (XLA and PyTorch), then per
+model and batch size the train and eval steps (JAX and PyTorch interleaved),
+then with ``--per-layer`` every distinct conv layer's forward+backward per
+implementation. The machine's load average is recorded at the start and end.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+
+__all__ = ["BenchSettings", "add_arguments", "settings_from_args", "run_benchmark",
+           "format_report", "main"]
+
+DEFAULT_MODELS = ("lenet5", "resnet20")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    """What one benchmark run measures.
+
+    Attributes:
+      models: zoo model names.
+      batch_sizes: images per step; every model is timed at each.
+      rounds, iterations, warmup: interleaved timing (:func:`jaxcnn.bench.timing.interleave`).
+      with_torch: compare with the PyTorch twins (needs torch).
+      torch_channels_last: PyTorch in channels_last memory format instead of NCHW.
+      threads: PyTorch intra-op threads (XLA uses every core by itself).
+      matmul_size: side of the square fp32 GEMM that measures the peak.
+      per_layer: also time every distinct conv layer of every model.
+      impls: conv implementations for ``per_layer``.
+      conv_impl: if set, assigned to ``jaxcnn.nn.conv.DEFAULT_CONV_IMPL``
+        before the models are built (to measure an alternative default).
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    batch_sizes: tuple[int, ...] = (128,)
+    rounds: int = 7
+    iterations: int = 3
+    warmup: int = 2
+    with_torch: bool = True
+    torch_channels_last: bool = False
+    threads: int = os.cpu_count() or 1
+    matmul_size: int = 2048
+    per_layer: bool = False
+    impls: tuple[str, ...] = ()
+    conv_impl: str | None = None
+
+    def __post_init__(self):
+        from jaxcnn import models
+
+        unknown = [name for name in self.models if name not in models.names()]
+        if not self.models or unknown:
+            raise ValueError(
+                f"models must be zoo names ({', '.join(models.names())}), got {list(self.models)}"
+            )
+        for field in ("rounds", "iterations", "threads", "matmul_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field} must be a positive int, got {value!r}")
+        if not self.batch_sizes or any(
+            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.batch_sizes
+        ):
+            raise ValueError(f"batch_sizes must be positive ints, got {list(self.batch_sizes)}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an int >= 0, got {self.warmup!r}")
+        if self.with_torch:
+            from jaxcnn.bench.torch_models import TORCH_MODELS, torch_available
+
+            if not torch_available():
+                raise ValueError("PyTorch is not installed; install it or pass --no-torch")
+            missing = [name for name in self.models if name not in TORCH_MODELS]
+            if missing:
+                raise ValueError(
+                    f"no PyTorch twin for {', '.join(missing)} (twins: {', '.join(TORCH_MODELS)});"
+                    " pass --no-torch to time JAX alone"
+                )
+
+
+def _impl_names() -> tuple[str, ...]:
+    from jaxcnn.functional import conv as conv_ops
+
+    return tuple(conv_ops.IMPLS)
+
+
+def _comma_list(kind):
+    def parse(text: str):
+        try:
+            values = tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the benchmark's flags to ``parser`` (shared by ``jaxcnn bench`` and experiments/bench.py)."""
+    defaults = BenchSettings.__dataclass_fields__
+    add = parser.add_argument
+    add("--models", type=_comma_list(str), default=DEFAULT_MODELS, metavar="A,B",
+        help=f"zoo models; default: {','.join(DEFAULT_MODELS)}")
+    add("--batch-size", dest="batch_sizes", type=_comma_list(int), default=(128,),
+        metavar="N[,M]", help="batch size(s); default: 128")
+    add("--rounds", type=int, default=defaults["rounds"].default, metavar="N",
+        help="interleaved timing rounds (the median is reported); default: %(default)s")
+    add("--iterations", type=int, default=defaults["iterations"].default, metavar="N",
+        help="steps per contestant per round; default: %(default)s")
+    add("--warmup", type=int, default=defaults["warmup"].default, metavar="N",
+        help="untimed steps per contestant before the rounds; default: %(default)s")
+    add("--no-torch", dest="with_torch", action="store_false",
+        help="time JAX only (no PyTorch comparison)")
+    add("--torch-channels-last", action="store_true",
+        help="run PyTorch in channels_last memory format (default: NCHW)")
+    add("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
+        help="PyTorch threads; default: the number of cores (%(default)s)")
+    add("--matmul-size", type=int, default=defaults["matmul_size"].default, metavar="N",
+        help="side of the fp32 GEMM measuring the machine's peak; default: %(default)s")
+    add("--per-layer", action="store_true",
+        help="also time each distinct conv layer's forward+backward per implementation")
+    add("--impls", type=_comma_list(str), default=None, metavar="A,B",
+        help="conv implementations for --per-layer; default: all")
+    add("--conv-impl", default=None, metavar="IMPL",
+        help="use this conv implementation as the models' default (to measure alternatives)")
+    add("--json", dest="json_path", default=None, metavar="PATH",
+        help="also write the full report (every round's time) as JSON")
+
+
+def settings_from_args(args: argparse.Namespace) -> BenchSettings:
+    """The :class:`BenchSettings` of parsed :func:`add_arguments` flags."""
+    impls = tuple(args.impls) if args.impls else _impl_names()
+    unknown = [impl for impl in impls + ((args.conv_impl,) if args.conv_impl else ())
+               if impl not in _impl_names()]
+    if unknown:
+        raise ValueError(f"unknown conv implementation(s) {unknown}; expected {list(_impl_names())}")
+    return BenchSettings(
+        models=tuple(args.models),
+        batch_sizes=tuple(args.batch_sizes),
+        rounds=args.rounds,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        with_torch=args.with_torch,
+        torch_channels_last=args.torch_channels_last,
+        threads=args.threads,
+        matmul_size=args.matmul_size,
+        per_layer=args.per_layer,
+        impls=impls,
+        conv_impl=args.conv_impl,
+    )
+
+
+def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
+    """Run every measurement of ``settings``; returns the report (see :func:`format_report`).
+
+    ``log``: optional ``callable(str)`` told what is being measured.
+
+    Report::
+
+        {"machine": {"cpus", "processor", "platform", "jax", "jaxlib", "torch",
+                     "load_average_start", "load_average_end"},
+         "settings": dataclasses.asdict(settings),
+         "matmul": {"size", "xla_gflops", "torch_gflops", "peak_gflops"},
+         "models": [benchmark_model(...) per model and batch size],
+         "layers": {model: benchmark_conv_layers(...)}   # {} without per_layer}
+    """
+    import jax
+    import jaxlib
+
+    from jaxcnn import models, summary
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers, conv_layers
+    from jaxcnn.bench.model_bench import benchmark_model
+    from jaxcnn.bench.timing import load_average, matmul_peak
+    from jaxcnn.nn import conv as nn_conv
+
+    say = log or (lambda message: None)
+    torch_version = None
+    if settings.with_torch:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        torch_version = torch.__version__
+    if settings.conv_impl is not None:
+        nn_conv.DEFAULT_CONV_IMPL = settings.conv_impl
+        jax.clear_caches()  # jitted steps traced with the old default must not be reused
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform(),
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "torch": torch_version,
+            "load_average_start": load_average(),
+        },
+        "settings": dataclasses.asdict(settings),
+    }
+    say(f"matmul peak ({settings.matmul_size}x{settings.matmul_size} fp32)")
+    report["matmul"] = matmul_peak(settings.matmul_size, rounds=max(3, settings.rounds // 2),
+                                   with_torch=settings.with_torch)
+    peak = report["matmul"]["peak_gflops"]
+    report["models"] = []
+    for name in settings.models:
+        for batch_size in settings.batch_sizes:
+            say(f"{name} at batch {batch_size}: train and eval steps")
+            report["models"].append(
+                benchmark_model(
+                    name, batch_size=batch_size, rounds=settings.rounds,
+                    iterations=settings.iterations, warmup=settings.warmup,
+                    with_torch=settings.with_torch,
+                    torch_channels_last=settings.torch_channels_last, peak_gflops=peak,
+                )
+            )
+    report["layers"] = {}
+    if settings.per_layer:
+        for name in settings.models:
+            _, height, width, channels = summary.default_input_shape(name)
+            shape = (settings.batch_sizes[0], height, width, channels)
+            say(f"{name}: conv layers forward+backward per implementation")
+            report["layers"][name] = benchmark_conv_layers(
+                conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
+                iterations=settings.iterations, with_torch=settings.with_torch, peak_gflops=peak,
+            )
+    report["machine"]["load_average_end"] = load_average()
+    return report
+
+
+def _percent(fraction) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
+
+
+def format_report(report: dict) -> str:
+    """The report as plain-text tables (models, then per-layer when present)."""
+    machine, matmul = report["machine"], report["matmul"]
+    load = [machine.get("load_average_start"), machine.get("load_average_end")]
+    lines = [
+        f"{machine['cpus']} CPUs ({machine['processor']}), jax {machine['jax']}"
+        + (f", torch {machine['torch']}" if machine["torch"] else "")
+        + (f"; load average {load[0]:.1f} -> {load[1]:.1f}" if None not in load else ""),
+        f"fp32 matmul {matmul['size']}^2: XLA {matmul['xla_gflops']:.0f} GFLOP/s"
+        + (f", PyTorch {matmul['torch_gflops']:.0f} GFLOP/s" if matmul["torch_gflops"] else "")
+        + f" (peak {matmul['peak_gflops']:.0f})",
+        "",
+    ]
+    header = ("model", "batch", "step", "jax img/s", "torch img/s", "ratio",
+              "jax GFLOP/s", "torch GFLOP/s", "first step")
+    rows = [header]
+    for result in report["models"]:
+        for phase in ("train", "eval"):
+            mine = result["jax"][phase]
+            theirs = result["torch"][phase] if result["torch"] else None
+            rows.append((
+                result["model"], str(result["batch_size"]), phase,
+                f"{mine['images_per_s']:.0f}",
+                f"{theirs['images_per_s']:.0f}" if theirs else "-",
+                f"{result['ratio'][phase]:.2f}x" if result["ratio"] else "-",
+                f"{mine['gflops']:.1f} ({_percent(mine['peak_fraction'])})",
+                f"{theirs['gflops']:.1f} ({_percent(theirs['peak_fraction'])})" if theirs else "-",
+                f"{result['jax'][f'first_{phase}_step_ms'] / 1e3:.1f} s",
+            ))
+    lines += _table(rows)
+    for model, layers in report.get("layers", {}).items():
+        if not layers:
+            continue
+        impls = list(layers[0]["ms"])
+        lines += ["", f"{model}: conv forward+backward, ms (GFLOP/s)"]
+        rows = [("layer", "n", "input", "kernel", "stride", "MFLOP", *impls, "auto picks")]
+        for layer in layers:
+            rows.append((
+                layer["name"], str(layer["count"]),
+                "x".join(map(str, layer["input_shape"])),
+                "x".join(map(str, layer["kernel_shape"])),
+                "x".join(map(str, layer["stride"])),
+                f"{6 * layer['macs'] / 1e6:.0f}",
+                *(f"{layer['ms'][i]:.1f} ({layer['gflops'][i]:.0f})" for i in impls),
+                str(layer["auto_choice"] or "-"),
+            ))
+        lines += _table(rows)
+    return "\n".join(lines)
+
+
+def _table(rows) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for index, row in enumerate(rows):
+        out.append("  ".join(
+            cell.ljust(width) if column == 0 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths))
+        ))
+        if index == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return out
+
+
+def run_from_args(args: argparse.Namespace, *, out=print) -> int:
+    """Run the benchmark for parsed flags; print the table, write ``--json``; returns 0."""
+    settings = settings_from_args(args)
+    report = run_benchmark(settings, log=lambda message: out(f"... {message}"))
+    out(format_report(report))
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(report, f, indent=1)
+        out(f"wrote {args.json_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python experiments/bench.py [flags]``: the same as ``jaxcnn bench [flags]``."""
+    parser = argparse.ArgumentParser(
+        prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))

@@ -1,0 +1,114 @@
+"""Max over sliding windows as an elementwise max of strided views, with a cheap exact derivative.
+
+``lax.reduce_window`` with ``max`` is the obvious max pooling, but its
+derivative is expensive on XLA:CPU: JAX differentiates it through an argmax
+(a variadic reduce_window over one iota per dimension) and a scatter of the
+cotangents, which in jaxcnn's LeNet-5 train step cost more than the two
+convolutions' forward passes together (see experiments/PERFORMANCE.md).
+
+Here a ``(KH, KW)`` window with strides ``(SH, SW)`` is ``KH * KW`` strided
+slices of the (``-inf``-padded) input, one per window offset, and the pooled
+value is their elementwise maximum. The derivative is a ``jax.custom_jvp``
+whose tangent is *linear* and made of selects and slices only, so JAX
+transposes it for reverse mode (a select per offset plus the transpose of a
+strided slice, an interior pad -- all fused into one loop by XLA) and
+forward mode, ``vmap``, ``jax.checkpoint`` and higher derivatives keep working.
+
+Tie rule (the same as ``lax.reduce_window``'s, pinned by the pooling tests):
+the derivative of each output is that of the FIRST maximal element of its
+window in row-major order (top row first, left to right); a window holding a
+NaN outputs NaN and takes the derivative of its first NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = ["window_max", "MAX_VIEWS"]
+
+# Windows with more elements than this use lax.reduce_window instead: each
+# offset is one strided view, and beyond a few dozen views the fused loop (and
+# its compile time) grows past what the reduce_window derivative costs.
+MAX_VIEWS = 25
+
+
+def _lowest(dtype) -> np.ndarray:
+    """The identity of max for ``dtype``: -inf, or the lowest integer."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.array(-np.inf, dtype)
+    if dtype == jnp.bool_:
+        return np.array(False)
+    return np.array(jnp.iinfo(dtype).min, dtype)
+
+
+def window_max(x, window, strides, pads):
+    """Max over every ``window`` of ``x`` (rank ``n + 2``, channels last), arguments already validated.
+
+    Args:
+      x: ``(N, *spatial, C)`` with ``n = len(window)`` spatial dims.
+      window: ``n`` window sizes ``(K_0, ...)``.
+      strides: ``n`` strides.
+      pads: ``n`` ``(low, high)`` paddings; padded positions hold the lowest
+        value of the dtype (``-inf`` for floats), so they never win unless a
+        window holds nothing else.
+
+    Returns:
+      ``(N, *out, C)`` with ``out_i = floor((size_i + low_i + high_i - K_i) / S_i) + 1``,
+      equal to ``lax.reduce_window(x, lowest, lax.max, ...)``, with the
+      first-maximum derivative rule of the module docstring. Windows of more
+      than :data:`MAX_VIEWS` elements are computed by ``lax.reduce_window``
+      itself (same values and rule).
+    """
+    window, strides, pads = tuple(window), tuple(strides), tuple(tuple(p) for p in pads)
+    lowest = _lowest(x.dtype)
+    if math.prod(window) > MAX_VIEWS:
+        return lax.reduce_window(
+            x, lowest, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
+        )
+    if any(lo or hi for lo, hi in pads):
+        x = lax.pad(x, lowest, ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+    out_shape = tuple(
+        (size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides)
+    )
+    views = []
+    for offset in np.ndindex(*window):
+        limit = tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out_shape, strides))
+        views.append(
+            lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+        )
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return _elementwise_max(views)  # integers/bools: no derivative to define
+    return _first_max(*views)
+
+
+def _elementwise_max(views):
+    out = views[0]
+    for view in views[1:]:
+        out = lax.max(out, view)
+    return out
+
+
+@jax.custom_jvp
+def _first_max(*views):
+    """Elementwise max of equally shaped arrays; derivative of the first maximal one."""
+    return _elementwise_max(views)
+
+
+@_first_max.defjvp
+def _first_max_jvp(primals, tangents):
+    out = _first_max(*primals)
+    # For each position, the tangent of the first view that holds the maximum
+    # (or a NaN, when the maximum is NaN): a select chain, linear in the tangents.
+    out_is_nan = out != out
+    tangent_out = jnp.zeros_like(tangents[0])
+    decided = jnp.zeros(out.shape, jnp.bool_)
+    for view, tangent in zip(primals, tangents):
+        is_winner = jnp.where(out_is_nan, view != view, view == out) & ~decided
+        tangent_out = jnp.where(is_winner, tangent, tangent_out)
+        decided = decided | is_winner
+    return out, tangent_out
