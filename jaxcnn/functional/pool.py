@@ -26,6 +26,7 @@ from jaxcnn.functional._checks import (
     explicit_padding,
     positive_tuple,
 )
+from jaxcnn.functional.window_max import window_max
 
 __all__ = [
     "max_pool2d",
@@ -112,11 +113,15 @@ def max_pool2d(x, window, stride=None, padding=0):
     overlap, an input that is the chosen maximum of several windows receives
     the sum of their gradients. The forward-mode (JVP) rule picks the same
     element, and so does PyTorch's ``max_pool2d`` (padding never wins there).
+    A window holding a NaN outputs NaN and passes its gradient to its first NaN.
+
+    Computed by :func:`jaxcnn.functional.window_max.window_max`: an elementwise
+    max of strided views whose derivative is a cheap select (XLA:CPU's
+    reduce_window max derivative is an argmax plus a scatter), with exactly
+    these values and rules; windows over 25 elements use ``lax.reduce_window``.
     """
     window, strides, pads = pool_geometry(x, window, stride, padding, op="max_pool2d")
-    return lax.reduce_window(
-        x, _max_identity(x.dtype), lax.max, _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0))
-    )
+    return window_max(x, window, strides, pads)
 
 
 def _window_counts_1d(size: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
