@@ -156,10 +156,15 @@ def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     return _log_softmax(x, axis)
 
 
+def _shift_by_max(x, axis):
+    """``x - max(x)`` along ``axis``: exp of it cannot overflow. The shift cancels
+    in (log-)softmax mathematically, so it needs no gradient of its own."""
+    return x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+
+
 @partial(jax.jit, static_argnums=1)
 def _log_softmax(x, axis):
-    # The shift cancels mathematically, so it needs no gradient of its own.
-    shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    shifted = _shift_by_max(x, axis)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -172,8 +177,7 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
 
 @partial(jax.jit, static_argnums=1)
 def _softmax(x, axis):
-    shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    unnormalized = jnp.exp(shifted)
+    unnormalized = jnp.exp(_shift_by_max(x, axis))
     return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
 
 

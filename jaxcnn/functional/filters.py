@@ -204,7 +204,8 @@ def correlate2d(image: jax.Array, kernel: jax.Array, mode: str = "same") -> jax.
       image: (H, W) or (H, W, C); each channel is filtered separately with the same
         kernel. Integer images are converted to float32.
       kernel: (KH, KW).
-      mode: output size, as in SciPy:
+      mode: output size, as in SciPy; the default is ``"same"`` (an image filter
+        keeps the image size), where SciPy's is ``"full"``:
         - ``"valid"``: (H - KH + 1, W - KW + 1), only fully overlapping positions
           (the kernel must fit inside the image);
         - ``"same"``: (H, W); kernel element ``((KH - 1) // 2, (KW - 1) // 2)`` sits on
@@ -236,8 +237,8 @@ def convolve2d(image: jax.Array, kernel: jax.Array, mode: str = "same") -> jax.A
     Args:
       image: (H, W) or (H, W, C), as in :func:`correlate2d`.
       kernel: (KH, KW).
-      mode: ``"valid"`` (H - KH + 1, W - KW + 1), ``"same"`` (H, W) or ``"full"``
-        (H + KH - 1, W + KW - 1). In ``"same"`` mode kernel element
+      mode: ``"valid"`` (H - KH + 1, W - KW + 1), ``"same"`` (H, W; the default,
+        where SciPy's is ``"full"``) or ``"full"`` (H + KH - 1, W + KW - 1). In ``"same"`` mode kernel element
         ``((KH - 1) // 2, (KW - 1) // 2)`` -- the same anchor as :func:`correlate2d` --
         sits on each output pixel. For odd kernel sizes this is exactly
         ``correlate2d(image, flip(kernel), "same")``; for an even size the flipped
