@@ -215,3 +215,43 @@ def test_every_layer_of_resnet20_has_a_readable_name():
     assert set(variables["params"]) == {"conv1", "bn1", "fc"} | {
         f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)
     }
+
+
+def test_alexnet_lrn_is_the_papers_formula_with_alpha_on_the_sum():
+    from jaxcnn.models.alexnet import _paper_lrn
+
+    # Activations ~100, so alpha * sum(a^2) ~ 5 dominates k = 2 and a wrong alpha shows.
+    a = np.asarray(jax.random.normal(KEY, (1, 2, 2, 7)), np.float64) * 100
+    # Krizhevsky et al. 2012, Sec. 3.3: b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta.
+    expected = np.empty_like(a)
+    for i in range(7):
+        window = a[..., max(0, i - 2) : min(6, i + 2) + 1]
+        expected[..., i] = a[..., i] / (2.0 + 1e-4 * np.sum(window**2, axis=-1)) ** 0.75
+    np.testing.assert_allclose(_paper_lrn("norm").apply({}, jnp.asarray(a, jnp.float32)), expected, rtol=1e-5)
+
+
+def test_basic_block_with_projection_shortcut_equals_the_functional_composition():
+    # Odd input size: the strided 3x3 conv and the strided 1x1 projection must both give ceil(7 / 2) = 4.
+    x = jax.random.normal(KEY, (2, 7, 7, 4))
+    block = BasicBlock(8, stride=2)
+    variables = numpy_variables(block, x)
+    rng = np.random.default_rng(1)
+    # Non-trivial running statistics, so eval mode really uses them.
+    variables["batch_stats"] = jax.tree.map(
+        lambda v: jnp.asarray(rng.uniform(0.5, 2.0, v.shape), v.dtype), variables["batch_stats"]
+    )
+    p, s = variables["params"], variables["batch_stats"]
+
+    def bn(y, name):
+        return F.batch_norm(y, p[name], s[name], train=False)[0]
+
+    @jax.jit
+    def by_hand(x):
+        y = F.relu(bn(F.conv2d(x, p["conv1"]["kernel"], stride=2, padding=1), "bn1"))
+        y = bn(F.conv2d(y, p["conv2"]["kernel"], padding=1), "bn2")
+        shortcut = bn(F.conv2d(x, p["proj_conv"]["kernel"], stride=2), "proj_bn")
+        return F.relu(y + shortcut)
+
+    y = jax.jit(lambda v, x: block.apply(v, x, train=False))(variables, x)
+    assert y.shape == (2, 4, 4, 8)
+    np.testing.assert_allclose(y, by_hand(x), rtol=1e-5, atol=1e-5)
