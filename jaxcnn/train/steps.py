@@ -20,6 +20,7 @@ from jax import lax
 
 from jaxcnn.functional.losses import softmax_cross_entropy
 from jaxcnn.train.state import TrainState
+from jaxcnn.train.xla_options import train_step_options
 
 
 def check_batch(images, labels) -> None:
@@ -150,4 +151,6 @@ def train_step(state: TrainState, images, labels) -> tuple[TrainState, dict]:
     return train_step_body(state, images, labels)
 
 
-train_step = jax.jit(train_step, donate_argnums=0)
+# Compiler options measured to speed up the training step on XLA:CPU (see
+# jaxcnn.train.xla_options); empty (XLA's defaults) on an untested jaxlib.
+train_step = jax.jit(train_step, donate_argnums=0, compiler_options=train_step_options())
