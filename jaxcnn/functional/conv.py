@@ -14,7 +14,9 @@ Two implementations compute the same numbers:
 
 - ``impl="xla"``: one ``lax.conv_general_dilated``;
 - ``impl="im2col"``: :func:`unfold` the input into patches (pad + strided
-  slices, no convolution primitive), then one matrix product per group.
+  slices, no convolution primitive), then one matrix product per group;
+- ``impl="auto"``: one of the two per shape, by the static rule of
+  :func:`jaxcnn.functional.conv_auto.auto_impl` (from measurements).
 
 The implementation is chosen in :func:`_select_impl` so a shape-dependent
 choice can be added there without touching the rest.
@@ -35,6 +37,7 @@ from jaxcnn.functional._checks import (
     explicit_padding,
     positive_tuple,
 )
+from jaxcnn.functional.conv_auto import auto_impl
 from jaxcnn.functional.shapes import conv_output_size
 
 # (input, kernel, output) layouts per number of spatial dims, for lax.
@@ -44,7 +47,7 @@ DIMENSION_NUMBERS = {
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
 
-IMPLS = ("xla", "im2col")
+IMPLS = ("xla", "im2col", "auto")
 
 Pads = tuple[tuple[int, int], ...]
 
@@ -242,10 +245,11 @@ _IMPLEMENTATIONS: dict[str, Callable] = {"xla": _conv_xla, "im2col": _conv_im2co
 
 
 def _select_impl(impl: str, x_shape, w_shape, strides, pads, dilation, groups) -> Callable:
-    """The convolution function for ``impl``; the shapes let a future choice depend on them."""
-    del x_shape, w_shape, strides, pads, dilation, groups  # only fixed choices so far
+    """The convolution function for ``impl``; ``"auto"`` chooses one from the shapes."""
+    if impl == "auto":
+        impl = auto_impl(x_shape, w_shape, strides, pads, dilation, groups)
     if impl not in _IMPLEMENTATIONS:
-        names = ", ".join(repr(name) for name in _IMPLEMENTATIONS)
+        names = ", ".join(repr(name) for name in IMPLS)
         raise ValueError(f"unknown impl {impl!r}; expected one of {names}")
     return _IMPLEMENTATIONS[impl]
 
@@ -321,7 +325,8 @@ def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 1 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
+        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, L', O), each spatial size
@@ -348,7 +353,8 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 2 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
+        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, H', W', O), each spatial size
@@ -375,7 +381,8 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 3 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (unfold + matmul).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
+        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, D', H', W', O), each spatial size
