@@ -24,8 +24,9 @@ from jaxcnn.functional.init import he_normal
 
 __all__ = ["DEFAULT_CONV_IMPL", "Conv", "ConnectionTableConv", "LECUN_C3_TABLE"]
 
-# The implementation behind every Conv whose impl is None (see the module docstring).
-DEFAULT_CONV_IMPL = "xla"
+# The implementation behind every Conv whose impl is None (see the module docstring):
+# "auto" chooses xla or im2col per layer shape (jaxcnn.functional.conv_auto).
+DEFAULT_CONV_IMPL = "auto"
 
 _CONV_BY_NDIM = {1: conv_ops.conv1d, 2: conv_ops.conv2d, 3: conv_ops.conv3d}
 
@@ -77,7 +78,7 @@ class Conv(nn.Module):
       padding: int, ``d`` ints, ``d`` ``(low, high)`` pairs, ``"SAME"`` or ``"VALID"``.
       groups: channel groups (1 dense, ``C`` depthwise); must divide ``C`` and ``O``.
       use_bias: add a learned ``(O,)`` bias (turn off before a batch norm).
-      impl: ``"xla"``/``"im2col"``/...; ``None`` = :data:`DEFAULT_CONV_IMPL`.
+      impl: ``"xla"``/``"im2col"``/``"auto"``; ``None`` = :data:`DEFAULT_CONV_IMPL` (``"auto"``).
       kernel_init, bias_init: Flax initializers ``(key, shape, dtype) -> array``.
       param_dtype: dtype of the parameters.
     """
