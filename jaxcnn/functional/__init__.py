@@ -49,3 +49,4 @@ from jaxcnn.functional.init import (
     he_uniform,
 )
 from . import filters
+from jaxcnn.functional.init import lecun_normal, lecun_uniform

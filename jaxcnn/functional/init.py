@@ -19,6 +19,13 @@ exactly the formula given (He et al. 2015 use a plain Gaussian with std
 ``sqrt(2 / n_l)``). This differs from ``flax.linen.initializers.he_normal``, which
 draws a truncated normal rescaled to the same variance. PyTorch's
 ``kaiming_normal_`` / ``xavier_normal_`` on the same fans give the same distributions.
+
+Which to use (and the defaults of :mod:`jaxcnn.nn`):
+
+    he_*      var 2 / fan_in              a layer whose output goes through a ReLU (Conv's default)
+    lecun_*   var 1 / fan_in              a linear output such as a classifier (Dense's default),
+                                          and tanh networks (LeCun et al. 1998, "Efficient BackProp")
+    glorot_*  var 2 / (fan_in + fan_out)  tanh / sigmoid networks (Glorot & Bengio 2010)
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ __all__ = [
     "he_uniform",
     "glorot_normal",
     "glorot_uniform",
+    "lecun_normal",
+    "lecun_uniform",
     "zeros",
     "ones",
 ]
@@ -145,6 +154,29 @@ def glorot_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
     fan_in, fan_out = fan_in_fan_out(dims)
     return _uniform(key, dims, dtype, math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+def lecun_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """LeCun normal: ``N(0, std^2)`` with ``std = sqrt(1 / fan_in)``.
+
+    Unit gain: a linear layer on inputs with unit second moment gives outputs of
+    unit variance. Half the variance of :func:`he_normal`, which doubles it to make
+    up for a following ReLU. Plain Gaussian, not truncated (flax's
+    ``lecun_normal`` is truncated). Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, _ = fan_in_fan_out(dims)
+    return _normal(key, dims, dtype, math.sqrt(1.0 / fan_in))
+
+
+def lecun_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """LeCun uniform: ``U(-limit, limit)`` with ``limit = sqrt(3 / fan_in)`` (variance ``1 / fan_in``).
+
+    Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, _ = fan_in_fan_out(dims)
+    return _uniform(key, dims, dtype, math.sqrt(3.0 / fan_in))
 
 
 def zeros(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:

@@ -56,12 +56,16 @@ def _expected_scale(name, shape):
         "he_uniform": math.sqrt(6 / fan_in),
         "glorot_normal": math.sqrt(2 / (fan_in + fan_out)),
         "glorot_uniform": math.sqrt(6 / (fan_in + fan_out)),
+        "lecun_normal": math.sqrt(1 / fan_in),
+        "lecun_uniform": math.sqrt(3 / fan_in),
     }[name]
 
 
-# Every initializer on two layouts, plus he_normal on all four (the library default).
+# He and Glorot on two layouts, he_normal (Conv's default) on all four, LeCun
+# normal (Dense's default) on the dense layout and LeCun uniform on HWIO.
 DRAW_CASES = [(name, layout) for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
-              for layout in ("dense", "HWIO")] + [("he_normal", "KIO"), ("he_normal", "DHWIO")]
+              for layout in ("dense", "HWIO")] + [("he_normal", "KIO"), ("he_normal", "DHWIO"),
+                                                  ("lecun_normal", "dense"), ("lecun_uniform", "HWIO")]
 
 
 @pytest.mark.parametrize("name,layout", DRAW_CASES)
@@ -110,7 +114,7 @@ def test_initializers_keep_dtype_are_deterministic_and_differ_by_key():
     assert init.he_normal(jax.random.key(1), shape, jnp.bfloat16).dtype == jnp.bfloat16
     # Legacy uint32 keys and a list shape are accepted too.
     assert init.he_normal(jax.random.PRNGKey(1), list(shape)).shape == shape
-    for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform"):
+    for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform"):
         fn = getattr(init, name)
         with pytest.raises(ValueError, match="floating dtype, got int32"):
             fn(jax.random.key(1), shape, jnp.int32)

@@ -56,7 +56,13 @@ def test_lenet5_jit_on_8x8_digits_equals_the_functional_composition():
         return variables, model.apply(variables, x), _lenet5_by_hand(variables["params"], x)
 
     variables, logits, by_hand = run(x)
-    assert variables["params"]["fc3"]["kernel"].shape == (2 * 2 * 50, 500)
+    params = variables["params"]
+    assert params["fc3"]["kernel"].shape == (2 * 2 * 50, 500)
+    # Convs are He normal (std sqrt(2 / fan_in)), the dense layers LeCun normal
+    # (sqrt(1 / fan_in)) so the logits start small; 5 standard errors of the std.
+    for name, fan_in, gain in (("conv2", 5 * 5 * 20, 2), ("fc3", 200, 1), ("fc4", 500, 1)):
+        kernel = np.asarray(params[name]["kernel"])
+        assert abs(kernel.std() / np.sqrt(gain / fan_in) - 1) < 5 / np.sqrt(2 * kernel.size), name
     assert logits.shape == (2, 10)
     np.testing.assert_allclose(logits, by_hand, rtol=1e-4, atol=1e-4)
 

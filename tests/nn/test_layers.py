@@ -23,6 +23,16 @@ def test_dense_infers_its_input_size_and_computes_x_w_plus_b():
     check_grads(loss, (params,), order=1, modes=["rev"], rtol=1e-2)
 
 
+def test_dense_kernel_is_lecun_normal_and_bias_zero():
+    # 512 x 144 = 73,728 draws, the size test_init's samplers use (one compile).
+    params = Dense(144).init(jax.random.key(2), jnp.ones((1, 512)))["params"]
+    np.testing.assert_array_equal(params["bias"], np.zeros(144))
+    kernel = np.asarray(params["kernel"], np.float64)
+    # std sqrt(1 / fan_in) within 5 standard errors (He normal would be sqrt(2) times larger).
+    assert abs(kernel.std() / np.sqrt(1 / 512) - 1) < 5 / np.sqrt(2 * kernel.size)
+    assert abs(kernel.mean()) < 5 * np.sqrt(1 / 512) / np.sqrt(kernel.size)
+
+
 def test_dense_without_bias():
     assert set(Dense(3, use_bias=False).init(KEY, jnp.ones((1, 5)))["params"]) == {"kernel"}
 
