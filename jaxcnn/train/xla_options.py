@@ -6,9 +6,11 @@ kernel gradient of a convolution is itself a convolution whose "features" are
 the batch size, so at batch 128 every kernel gradient goes to YNNPACK, where
 it is 1.3-3x slower than Eigen's on every conv layer of LeNet-5 and ResNet-20
 (e.g. LeNet-5 conv2: 100 vs 35 ms of CPU time). Keeping YNNPACK for matrix
-products, reductions and elementwise fusions but not for convolutions makes
-the whole training step 15-30% cheaper; the forward-only eval step gains
-nothing, so it keeps XLA's defaults. Measurements: experiments/PERFORMANCE.md.
+products and reductions only makes the whole training step 15-30% cheaper
+(YNNPACK's elementwise fusions would also swallow a convolution followed by a
+bias add, and cut XLA's own loop fusions into more passes over memory); the
+forward-only eval step gains nothing, so it keeps XLA's defaults.
+Measurements: experiments/PERFORMANCE.md.
 
 The options are DebugOptions of this XLA version: with a jaxlib whose
 ``major.minor`` is not in :data:`TESTED_JAXLIB` they are left out (an unknown
@@ -22,10 +24,10 @@ __all__ = ["TESTED_JAXLIB", "train_step_options"]
 # jaxlib (major, minor) versions on which the option below exists and was measured.
 TESTED_JAXLIB = ((0, 10),)
 
-# YNNPACK for dots, reductions and elementwise fusions; convolutions stay with XLA (Eigen).
+# YNNPACK for dots and reductions; convolutions and elementwise loops stay with XLA.
 _YNN_WITHOUT_CONVOLUTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": (
-        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
     ),
 }
 

@@ -1,0 +1,54 @@
+"""The train step's XLA:CPU compiler options: version gate, effect on the compiled step, same numbers."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn import models, train
+from jaxcnn.train import steps
+from jaxcnn.train.xla_options import TESTED_JAXLIB, train_step_options
+
+
+def test_options_only_for_tested_jaxlib_versions():
+    major, minor = TESTED_JAXLIB[0]
+    options = train_step_options(f"{major}.{minor}.7")
+    assert set(options) == {"xla_cpu_experimental_ynn_fusion_type"}
+    assert "CONVOLUTION" not in options["xla_cpu_experimental_ynn_fusion_type"]
+    assert train_step_options("99.1.0") == {}
+    assert train_step_options("not-a-version") == {}
+    options["changed"] = True  # a fresh dict every call
+    assert "changed" not in train_step_options(f"{major}.{minor}.0")
+
+
+def _state_and_batch():
+    model = models.get("lenet5")
+    state = train.create_train_state(model, train.make_optimizer("sgd", 0.01, momentum=0.9),
+                                     jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.standard_normal((32, 28, 28, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 32), jnp.int32)
+    return state, images, labels
+
+
+def _convolutions_on_ynnpack(hlo: str) -> int:
+    """How many YNNPACK fusions of the compiled module contain a convolution."""
+    fused = set(re.findall(r"calls=%([\w.\-]+), [^\n]*__ynn_fusion", hlo))
+    bodies = re.findall(r"\n%([\w.\-]+) [^\n]*\{\n(.*?)\n\}", hlo, flags=re.S)
+    return sum(1 for name, body in bodies if name in fused and "convolution(" in body)
+
+
+def test_train_step_keeps_convolutions_off_ynnpack_and_computes_the_same_update():
+    state, images, labels = _state_and_batch()
+    if not train_step_options():
+        return  # untested jaxlib: the step compiles with XLA's defaults, nothing to check
+    with_options = steps.train_step.lower(state, images, labels).compile().as_text()
+    defaults = jax.jit(steps.train_step_body).lower(state, images, labels).compile().as_text()
+    assert _convolutions_on_ynnpack(defaults) > 0  # XLA's default: YNNPACK convolutions
+    assert _convolutions_on_ynnpack(with_options) == 0
+
+    reference_state, reference_metrics = jax.jit(steps.train_step_body)(state, images, labels)
+    new_state, metrics = steps.train_step(state, images, labels)  # donates state: used last
+    for got, want in zip(jax.tree.leaves((new_state.params, metrics)),
+                         jax.tree.leaves((reference_state.params, reference_metrics))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
