@@ -3,6 +3,7 @@
     jaxcnn train [options]        train a model (defaults: LeNet-5 on MNIST, offline)
     jaxcnn eval --workdir DIR     evaluate the latest checkpoint of a run on its test split
     jaxcnn summary MODEL          print a model's layer table (shapes, params, MACs)
+    jaxcnn bench [options]        time train/eval steps against PyTorch (see experiments/PERFORMANCE.md)
 
 Bad arguments exit with status 2 and one line on stderr; a diverged run exits
 with status 1; Ctrl-C exits with 130 and says how to resume.
@@ -148,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--input-shape", dest="input_shape", metavar="H,W,C", default=None,
                          type=_shape, help="input image shape; default: the model's own")
     summary.set_defaults(handler=_summary)
+
+    from jaxcnn.bench.runner import add_arguments as add_bench_arguments
+
+    bench = commands.add_parser(
+        "bench", help="time train and eval steps against PyTorch, and conv layers per impl",
+        description="Time jaxcnn's train and eval steps against the same model in PyTorch "
+        "(interleaved rounds, medians), with GFLOP/s, the fraction of the measured matmul "
+        "peak and the first step's compile time; --per-layer also times each conv layer's "
+        "forward+backward per implementation.")
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -242,6 +254,12 @@ def _summary(args) -> int:
     kwargs = {} if args.input_shape is None else {"input_shape": (1, *args.input_shape)}
     summary.print_summary(args.model, **kwargs)
     return EXIT_OK
+
+
+def _bench(args) -> int:
+    from jaxcnn.bench.runner import run_from_args
+
+    return run_from_args(args)
 
 
 def _simulate_host_devices(devices: int) -> None:

@@ -143,8 +143,10 @@ def benchmark_conv_layers(
     """Forward + backward time of each layer for each implementation.
 
     For each layer, ``jax.jit(jax.vjp(conv2d(..., impl=impl)))`` with a random
-    cotangent (gradients w.r.t. input and kernel) per impl, and PyTorch's
-    ``conv2d`` forward + ``autograd.grad`` on NCHW tensors, interleaved.
+    cotangent (gradients w.r.t. input and kernel) per impl, compiled with the
+    train step's options (:func:`jaxcnn.train.xla_options.train_step_options`),
+    and PyTorch's ``conv2d`` forward + ``autograd.grad`` on NCHW tensors,
+    interleaved.
 
     Returns one dict per layer::
 
@@ -214,15 +216,19 @@ def _jax_runner(layer: ConvLayer, impl: str, x, w, g):
     import jax.numpy as jnp
 
     from jaxcnn.functional.conv import conv2d
+    from jaxcnn.train.xla_options import train_step_options
 
     def forward(x, w):
         return conv2d(x, w, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                       groups=layer.groups, impl=impl)
 
-    @jax.jit
     def forward_backward(x, w, g):
         y, vjp = jax.vjp(forward, x, w)
         return y, vjp(g)
+
+    # Compiled as inside jaxcnn.train.train_step, whose options decide which
+    # XLA:CPU library runs each convolution.
+    forward_backward = jax.jit(forward_backward, compiler_options=train_step_options())
 
     x, w, g = jnp.asarray(x), jnp.asarray(w), jnp.asarray(g)
 

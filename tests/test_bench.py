@@ -1,0 +1,156 @@
+"""The benchmark on a tiny setting: report structure, consistency of derived numbers, CLI, errors.
+
+Nothing here asserts a speed: timings on a shared machine are not a test.
+"""
+import json
+import math
+
+import jax
+import pytest
+
+from jaxcnn import models, summary
+from jaxcnn.bench import (
+    BenchSettings,
+    conv_layers,
+    format_report,
+    interleave,
+    main,
+    run_benchmark,
+)
+from jaxcnn.bench.torch_models import TORCH_MODELS, torch_available, torch_model
+from jaxcnn.cli import main as cli_main
+
+HAS_TORCH = torch_available()
+
+
+def test_interleave_alternates_order_and_reports_every_round():
+    calls = []
+
+    def runner(name):
+        return lambda iterations: calls.append((name, iterations))
+
+    seconds = interleave({"a": runner("a"), "b": runner("b")}, rounds=3, iterations=2, warmup=1)
+    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("b", 2), ("a", 2), ("a", 2), ("b", 2)]
+    assert set(seconds) == {"a", "b"} and all(len(v) == 3 for v in seconds.values())
+    assert all(s >= 0 for v in seconds.values() for s in v)
+    with pytest.raises(ValueError, match="rounds and iterations must be >= 1"):
+        interleave({"a": runner("a")}, rounds=0, iterations=1)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch for the twins")
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_torch_twin_has_the_jax_models_parameter_count(name):
+    model = models.get(name)
+    shape = summary.default_input_shape(name)
+    variables = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False))
+    jax_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables["params"]))
+    twin = torch_model(name)
+    assert sum(p.numel() for p in twin.parameters() if p.requires_grad) == jax_params
+    import torch
+
+    with torch.no_grad():
+        logits = twin.eval()(torch.zeros(2, shape[3], shape[1], shape[2]))
+    assert tuple(logits.shape) == (2, 10)
+
+
+def test_conv_layers_of_lenet5_and_resnet20():
+    lenet = conv_layers(models.get("lenet5"), (8, 28, 28, 1))
+    assert [layer.name for layer in lenet] == ["conv1", "conv2"]
+    conv2 = lenet[1]
+    assert conv2.input_shape == (8, 14, 14, 20) and conv2.kernel_shape == (5, 5, 20, 50)
+    assert conv2.padding == ((2, 2), (2, 2)) and conv2.output_shape == (8, 14, 14, 50)
+    assert conv2.macs == 8 * 14 * 14 * 50 * 5 * 5 * 20
+    resnet = conv_layers(models.get("resnet20"), (2, 32, 32, 3))
+    assert sum(layer.count for layer in resnet) == 19  # 1 stem + 9 blocks x 2 convs
+    assert len(conv_layers(models.get("resnet20"), (2, 32, 32, 3), unique=False)) == 19
+    strided = [layer for layer in resnet if layer.stride == (2, 2)]
+    assert [layer.output_shape[1:3] for layer in strided] == [(16, 16), (8, 8)]
+
+
+@pytest.fixture(scope="module")
+def tiny_report():
+    settings = BenchSettings(models=("lenet5",), batch_sizes=(4,), rounds=2, iterations=1,
+                             warmup=0, matmul_size=64, per_layer=True, impls=("xla", "auto"),
+                             with_torch=HAS_TORCH)
+    return run_benchmark(settings)
+
+
+def test_report_structure_and_derived_numbers(tiny_report):
+    report = tiny_report
+    assert set(report) == {"machine", "settings", "matmul", "models", "layers"}
+    matmul = report["matmul"]
+    assert matmul["peak_gflops"] == max(v for k, v in matmul.items()
+                                        if k.endswith("_gflops") and k != "peak_gflops" and v)
+    (result,) = report["models"]
+    assert result["model"] == "lenet5" and result["batch_size"] == 4
+    assert result["params"] == 1_256_080  # the slides' LeNet-5
+    assert result["forward_macs"] == 4 * sum(r.macs for r in summary.summarize(
+        models.get("lenet5"), (1, 28, 28, 1), train=False))
+    assert result["conv_impl"] == "auto"
+    for phase, flops_per_mac in (("train", 6), ("eval", 2)):
+        timing = result["jax"][phase]
+        assert len(timing["rounds_ms"]) == 2
+        assert timing["images_per_s"] == pytest.approx(4 / (timing["step_ms"] / 1e3))
+        assert timing["gflops"] == pytest.approx(
+            flops_per_mac * result["forward_macs"] / (timing["step_ms"] / 1e3) / 1e9)
+        assert timing["peak_fraction"] == pytest.approx(timing["gflops"] / matmul["peak_gflops"])
+        assert result["jax"][f"first_{phase}_step_ms"] > 0
+    if HAS_TORCH:
+        for phase in ("train", "eval"):
+            assert result["ratio"][phase] == pytest.approx(
+                result["jax"][phase]["images_per_s"] / result["torch"][phase]["images_per_s"])
+        assert result["torch"]["threads"] >= 1 and result["torch"]["channels_last"] is False
+    else:
+        assert result["torch"] is None and result["ratio"] is None
+    layers = report["layers"]["lenet5"]
+    assert [layer["name"] for layer in layers] == ["conv1", "conv2"]
+    for layer in layers:
+        assert set(layer["ms"]) == {"xla", "auto"} | ({"torch"} if HAS_TORCH else set())
+        assert layer["auto_choice"] == "xla"
+        assert all(v > 0 for v in layer["ms"].values())
+    json.dumps(report)  # serialisable as is
+
+
+def test_format_report_shows_every_model_phase_and_layer(tiny_report):
+    text = format_report(tiny_report)
+    lines = text.splitlines()
+    assert any(line.startswith("lenet5") and " train " in line for line in lines)
+    assert any(line.startswith("lenet5") and " eval " in line for line in lines)
+    assert "lenet5: conv forward+backward" in text
+    assert any(line.startswith("conv2 ") and "5x5x20x50" in line for line in lines)
+    assert "fp32 matmul 64^2" in text
+
+
+def test_cli_bench_writes_json_and_rejects_bad_settings(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    status = cli_main(["bench", "--models", "lenet5", "--batch-size", "2", "--rounds", "1",
+                       "--iterations", "1", "--warmup", "0", "--matmul-size", "32", "--no-torch",
+                       "--json", str(path)])
+    assert status == 0
+    report = json.loads(path.read_text())
+    assert report["models"][0]["torch"] is None and report["models"][0]["batch_size"] == 2
+    assert "lenet5" in capsys.readouterr().out
+    assert cli_main(["bench", "--models", "no_such_model", "--no-torch"]) == 2
+    assert "models must be zoo names" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--impls", "fft", "--no-torch"])
+    assert "unknown conv implementation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(models=()), "models must be zoo names"),
+        (dict(batch_sizes=(0,)), "batch_sizes must be positive ints"),
+        (dict(rounds=0), "rounds must be a positive int"),
+        (dict(warmup=-1), "warmup must be an int >= 0"),
+        (dict(models=("alexnet",), with_torch=True), "no PyTorch twin for alexnet"),
+    ],
+)
+def test_settings_errors_name_the_problem(kwargs, match):
+    if kwargs.get("with_torch") and not HAS_TORCH:
+        match = "PyTorch is not installed"
+    kwargs.setdefault("with_torch", False)
+    with pytest.raises(ValueError, match=match):
+        BenchSettings(**kwargs)
