@@ -143,11 +143,17 @@ def test_zero_pad_shortcut_subsamples_and_pads_channels_symmetrically():
 def test_zero_init_last_norm_makes_a_block_start_as_relu_of_its_shortcut(block_cls, out_channels):
     x = jax.random.normal(KEY, (2, 6, 6, out_channels))
     block = block_cls(8, zero_init_last_norm=True)
-    variables = jax.jit(block.init)(KEY, x)
+
+    @jax.jit
+    def init_and_apply(x):
+        variables = block.init(KEY, x)
+        return variables, block.apply(variables, x)
+
+    variables, y = init_and_apply(x)
     last = "bn2" if block_cls is BasicBlock else "bn3"
     np.testing.assert_array_equal(variables["params"][last]["scale"], 0)
     # Identity shortcut, residual branch scaled by 0 (and bias 0): y = relu(x).
-    np.testing.assert_allclose(block.apply(variables, x), np.maximum(np.asarray(x), 0), rtol=1e-6)
+    np.testing.assert_allclose(y, np.maximum(np.asarray(x), 0), rtol=1e-6)
 
 
 def test_projection_and_zero_pad_shortcuts_and_bad_shortcut_name():
