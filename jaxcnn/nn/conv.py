@@ -79,7 +79,8 @@ class Conv(nn.Module):
       groups: channel groups (1 dense, ``C`` depthwise); must divide ``C`` and ``O``.
       use_bias: add a learned ``(O,)`` bias (turn off before a batch norm).
       impl: ``"xla"``/``"im2col"``/``"auto"``; ``None`` = :data:`DEFAULT_CONV_IMPL` (``"auto"``).
-      kernel_init, bias_init: Flax initializers ``(key, shape, dtype) -> array``.
+      kernel_init, bias_init: Flax initializers ``(key, shape, dtype) -> array``;
+        He normal (a conv is usually followed by a ReLU) and zeros by default.
       param_dtype: dtype of the parameters.
     """
 
