@@ -93,13 +93,40 @@ def test_lenet5_adaptive_classifies_two_input_sizes_with_one_set_of_parameters()
         models.get("lenet5_adaptive", pool="median").init(KEY, small)
 
 
-def test_lenet5_classic_runs_on_32x32():
+def test_lenet5_classic_on_32x32_equals_the_functional_composition():
+    from jaxcnn.nn import LECUN_C3_TABLE
+
     model = models.get("lenet5_classic")
     x = jax.random.normal(KEY, (2, 32, 32, 1))
     variables = numpy_variables(model, x)
-    logits = jax.jit(model.apply)(variables, x)
-    assert variables["params"]["c3"]["kernel"].shape == (5, 5, 60)
-    assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
+    p = variables["params"]
+    assert p["c3"]["kernel"].shape == (5, 5, 60)
+    # C3's packed filters scattered into a full HWIO kernel by a loop over Table I.
+    c3_kernel = np.zeros((5, 5, 6, 16), np.float32)
+    packed = iter(np.moveaxis(np.asarray(p["c3"]["kernel"]), -1, 0))
+    for out_map, in_maps in enumerate(LECUN_C3_TABLE):
+        for in_map in in_maps:
+            c3_kernel[:, :, in_map, out_map] = next(packed)
+
+    def squash(v):
+        return 1.7159 * F.tanh(2 / 3 * v)
+
+    def subsample(v, name):
+        return F.avg_pool2d(v, 2, 2) * p[name]["coef"] + p[name]["bias"]
+
+    @jax.jit
+    def run(variables, x):
+        h = squash(F.conv2d(x, p["c1"]["kernel"], p["c1"]["bias"]))  # 28x28x6
+        h = squash(subsample(h, "s2"))  # 14x14x6
+        h = squash(F.conv2d(h, c3_kernel, p["c3"]["bias"]))  # 10x10x16
+        h = squash(subsample(h, "s4"))  # 5x5x16
+        h = squash(F.conv2d(h, p["c5"]["kernel"], p["c5"]["bias"])).reshape(2, 120)  # 1x1x120
+        h = squash(h @ p["f6"]["kernel"] + p["f6"]["bias"])
+        return model.apply(variables, x), h @ p["output"]["kernel"] + p["output"]["bias"]
+
+    logits, by_hand = run(variables, x)
+    assert logits.shape == (2, 10)
+    np.testing.assert_allclose(logits, by_hand, rtol=1e-5, atol=1e-5)
 
 
 def test_resnet20_jit_train_and_eval_and_batch_stats_only_change_when_training():
