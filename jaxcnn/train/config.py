@@ -2,10 +2,11 @@
 
 The defaults are the main job: LeNet-5 on MNIST (read offline from the repo's
 ``data/mnist``), Adam (lr 1e-3) on a cosine schedule, batch 128, 8 epochs,
-which reaches >= 99.2% test accuracy (the measured accuracy and wall time are
-in experiments/README.md). Adam rather than SGD because with He-initialised
-layers SGD+momentum at lr 0.05 diverges to a dead network on this LeNet, and
-at lr 0.01 it learns more slowly than Adam in the first epochs.
+random 2-pixel shifts: 99.45% test accuracy in 12.8 minutes on the project's
+2-core CPU (experiments/README.md). Adam rather than SGD because with
+He-initialised layers SGD+momentum at lr 0.05 kills this LeNet (dead ReLUs)
+and at lr 0.01 it learns more slowly; the shifts because without them the run
+overfits and ends at 99.19%.
 """
 from __future__ import annotations
 
