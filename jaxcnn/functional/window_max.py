@@ -1,4 +1,4 @@
-"""Max over sliding windows as an elementwise max of strided views, with a cheap exact derivative.
+"""Max over sliding windows, with a cheap exact derivative built from strided views.
 
 ``lax.reduce_window`` with ``max`` is the obvious max pooling, but its
 derivative is expensive on XLA:CPU: JAX differentiates it through an argmax
@@ -6,10 +6,11 @@ derivative is expensive on XLA:CPU: JAX differentiates it through an argmax
 cotangents, which in jaxcnn's LeNet-5 train step cost more than the two
 convolutions' forward passes together (see experiments/PERFORMANCE.md).
 
-Here a ``(KH, KW)`` window with strides ``(SH, SW)`` is ``KH * KW`` strided
-slices of the (``-inf``-padded) input, one per window offset, and the pooled
-value is their elementwise maximum. The derivative is a ``jax.custom_jvp``
-whose tangent is *linear* and made of selects and slices only, so JAX
+Here the pooled value is still ``lax.reduce_window`` (XLA:CPU computes it in
+parallel), but the derivative is a ``jax.custom_jvp`` built from ``KH * KW``
+strided slices of the (padded) input and of its tangent, one per window
+offset: the output's tangent is the tangent of the first view that holds the
+maximum. That tangent is *linear* and made of selects and slices only, so JAX
 transposes it for reverse mode (a select per offset plus the transpose of a
 strided slice, an interior pad -- all fused into one loop by XLA) and
 forward mode, ``vmap``, ``jax.checkpoint`` and higher derivatives keep working.
@@ -21,6 +22,7 @@ NaN outputs NaN and takes the derivative of its first NaN.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -59,55 +61,57 @@ def window_max(x, window, strides, pads):
 
     Returns:
       ``(N, *out, C)`` with ``out_i = floor((size_i + low_i + high_i - K_i) / S_i) + 1``,
-      equal to ``lax.reduce_window(x, lowest, lax.max, ...)``, with the
-      first-maximum derivative rule of the module docstring. Windows of more
-      than :data:`MAX_VIEWS` elements are computed by ``lax.reduce_window``
-      itself (same values and rule).
+      the values of ``lax.reduce_window(x, lowest, lax.max, ...)`` (which
+      computes them: XLA:CPU runs it in parallel), with the first-maximum
+      derivative rule of the module docstring. Windows of more than
+      :data:`MAX_VIEWS` elements, and integer inputs, use ``lax.reduce_window``'s
+      own derivative (same rule).
     """
-    window, strides, pads = tuple(window), tuple(strides), tuple(tuple(p) for p in pads)
-    lowest = _lowest(x.dtype)
-    if math.prod(window) > MAX_VIEWS:
-        return lax.reduce_window(
-            x, lowest, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
-        )
-    if any(lo or hi for lo, hi in pads):
-        x = lax.pad(x, lowest, ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
-    out_shape = tuple(
-        (size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides)
+    window, strides = tuple(window), tuple(strides)
+    pads = tuple(tuple(p) for p in pads)
+    if math.prod(window) > MAX_VIEWS or not jnp.issubdtype(x.dtype, jnp.inexact):
+        return _reduce_window_max(x, window, strides, pads)
+    return _first_max_pool(x, window, strides, pads)
+
+
+def _reduce_window_max(x, window, strides, pads):
+    return lax.reduce_window(
+        x, _lowest(x.dtype), lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
     )
+
+
+def _views(x, fill, window, strides, pads):
+    """The ``prod(window)`` strided slices of ``x`` padded with ``fill``, one per window offset."""
+    if any(lo or hi for lo, hi in pads):
+        x = lax.pad(x, fill, ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+    out_shape = tuple((size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides))
     views = []
     for offset in np.ndindex(*window):
         limit = tuple(o + (n - 1) * s + 1 for o, n, s in zip(offset, out_shape, strides))
         views.append(
             lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
         )
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        return _elementwise_max(views)  # integers/bools: no derivative to define
-    return _first_max(*views)
+    return views
 
 
-def _elementwise_max(views):
-    out = views[0]
-    for view in views[1:]:
-        out = lax.max(out, view)
-    return out
+# window, strides and pads are static tuples: non-differentiable arguments.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _first_max_pool(x, window, strides, pads):
+    return _reduce_window_max(x, window, strides, pads)
 
 
-@jax.custom_jvp
-def _first_max(*views):
-    """Elementwise max of equally shaped arrays; derivative of the first maximal one."""
-    return _elementwise_max(views)
-
-
-@_first_max.defjvp
-def _first_max_jvp(primals, tangents):
-    out = _first_max(*primals)
-    # For each position, the tangent of the first view that holds the maximum
-    # (or a NaN, when the maximum is NaN): a select chain, linear in the tangents.
+@_first_max_pool.defjvp
+def _first_max_pool_jvp(window, strides, pads, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    out = _reduce_window_max(x, window, strides, pads)
+    views = _views(x, _lowest(x.dtype), window, strides, pads)
+    tangent_views = _views(dx, np.array(0, dx.dtype), window, strides, pads)
+    # For each output, the tangent of the first view holding the maximum (or a
+    # NaN, when the maximum is NaN): a select chain, linear in the tangents.
     out_is_nan = out != out
-    tangent_out = jnp.zeros_like(tangents[0])
+    tangent_out = jnp.zeros_like(tangent_views[0])
     decided = jnp.zeros(out.shape, jnp.bool_)
-    for view, tangent in zip(primals, tangents):
+    for view, tangent in zip(views, tangent_views):
         is_winner = jnp.where(out_is_nan, view != view, view == out) & ~decided
         tangent_out = jnp.where(is_winner, tangent, tangent_out)
         decided = decided | is_winner
