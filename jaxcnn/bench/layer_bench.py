@@ -144,7 +144,7 @@ def benchmark_conv_layers(
 
     For each layer, ``jax.jit(jax.vjp(conv2d(..., impl=impl)))`` with a random
     cotangent (gradients w.r.t. input and kernel) per impl, compiled with the
-    train step's options (:func:`jaxcnn.train.xla_options.train_step_options`),
+    steps' options (:func:`jaxcnn.train.xla_options.step_compiler_options`),
     and PyTorch's ``conv2d`` forward + ``autograd.grad`` on NCHW tensors,
     interleaved.
 
@@ -216,7 +216,7 @@ def _jax_runner(layer: ConvLayer, impl: str, x, w, g):
     import jax.numpy as jnp
 
     from jaxcnn.functional.conv import conv2d
-    from jaxcnn.train.xla_options import train_step_options
+    from jaxcnn.train.xla_options import step_compiler_options
 
     def forward(x, w):
         return conv2d(x, w, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
@@ -228,7 +228,7 @@ def _jax_runner(layer: ConvLayer, impl: str, x, w, g):
 
     # Compiled as inside jaxcnn.train.train_step, whose options decide which
     # XLA:CPU library runs each convolution.
-    forward_backward = jax.jit(forward_backward, compiler_options=train_step_options())
+    forward_backward = jax.jit(forward_backward, compiler_options=step_compiler_options())
 
     x, w, g = jnp.asarray(x), jnp.asarray(w), jnp.asarray(g)
 

@@ -1,16 +1,20 @@
-"""XLA compiler options for the jitted train step, chosen by measurement on XLA:CPU.
+"""XLA compiler options for the jitted train and eval steps, chosen by measurement on XLA:CPU.
 
 jaxlib 0.10's XLA:CPU hands a convolution to YNNPACK when it has more than 16
-input or output features, and XLA's own (Eigen) convolution otherwise. The
-kernel gradient of a convolution is itself a convolution whose "features" are
-the batch size, so at batch 128 every kernel gradient goes to YNNPACK, where
-it is 1.3-3x slower than Eigen's on every conv layer of LeNet-5 and ResNet-20
-(e.g. LeNet-5 conv2: 100 vs 35 ms of CPU time). Keeping YNNPACK for matrix
-products and reductions only makes the whole training step 15-30% cheaper
-(YNNPACK's elementwise fusions would also swallow a convolution followed by a
-bias add, and cut XLA's own loop fusions into more passes over memory); the
-forward-only eval step gains nothing, so it keeps XLA's defaults.
-Measurements: experiments/PERFORMANCE.md.
+input or output features, and uses XLA's own (Eigen) convolution otherwise.
+The kernel gradient of a convolution is itself a convolution whose "features"
+are the batch size, so at batch 128 every kernel gradient goes to YNNPACK,
+where it is 1.3-3x slower than Eigen's on every conv layer of LeNet-5 and
+ResNet-20 (LeNet-5 conv2: 100 vs 35 ms of CPU time); and on 2 cores XLA's own
+convolutions also run better in parallel. With YNNPACK kept for matrix
+products and reductions only, the ResNet-20 train step is 1.8x and its eval
+step 1.6x faster in wall time, the LeNet-5 train step 2.1x (its eval step:
+equal). YNNPACK's elementwise fusions are left out as well: they swallowed a
+convolution followed by a bias add, and split XLA's loop fusions into more
+passes over memory. (A YNNPACK reduction fusion may still take the
+convolution that consumes it, as a max pool followed by a conv in LeNet-5's
+eval step; the kernel gradients never go there.) Measurements:
+experiments/PERFORMANCE.md.
 
 The options are DebugOptions of this XLA version: with a jaxlib whose
 ``major.minor`` is not in :data:`TESTED_JAXLIB` they are left out (an unknown
@@ -19,7 +23,7 @@ defaults. They only concern the CPU backend; other backends ignore them.
 """
 from __future__ import annotations
 
-__all__ = ["TESTED_JAXLIB", "train_step_options"]
+__all__ = ["TESTED_JAXLIB", "step_compiler_options"]
 
 # jaxlib (major, minor) versions on which the option below exists and was measured.
 TESTED_JAXLIB = ((0, 10),)
@@ -40,8 +44,8 @@ def _jaxlib_version(version: str) -> tuple[int, int] | None:
         return None
 
 
-def train_step_options(jaxlib_version: str | None = None) -> dict:
-    """``compiler_options`` for ``jax.jit`` of a training step (``{}`` = XLA's defaults).
+def step_compiler_options(jaxlib_version: str | None = None) -> dict:
+    """``compiler_options`` for ``jax.jit`` of a train or eval step (``{}`` = XLA's defaults).
 
     Args:
       jaxlib_version: a version string such as ``"0.10.2"``; default: the

@@ -1,4 +1,4 @@
-"""The train step's XLA:CPU compiler options: version gate, effect on the compiled step, same numbers."""
+"""The steps' XLA:CPU compiler options: version gate, effect on the compiled steps, same numbers."""
 import re
 
 import jax
@@ -7,18 +7,18 @@ import numpy as np
 
 from jaxcnn import models, train
 from jaxcnn.train import steps
-from jaxcnn.train.xla_options import TESTED_JAXLIB, train_step_options
+from jaxcnn.train.xla_options import TESTED_JAXLIB, step_compiler_options
 
 
 def test_options_only_for_tested_jaxlib_versions():
     major, minor = TESTED_JAXLIB[0]
-    options = train_step_options(f"{major}.{minor}.7")
+    options = step_compiler_options(f"{major}.{minor}.7")
     assert set(options) == {"xla_cpu_experimental_ynn_fusion_type"}
     assert "CONVOLUTION" not in options["xla_cpu_experimental_ynn_fusion_type"]
-    assert train_step_options("99.1.0") == {}
-    assert train_step_options("not-a-version") == {}
+    assert step_compiler_options("99.1.0") == {}
+    assert step_compiler_options("not-a-version") == {}
     options["changed"] = True  # a fresh dict every call
-    assert "changed" not in train_step_options(f"{major}.{minor}.0")
+    assert "changed" not in step_compiler_options(f"{major}.{minor}.0")
 
 
 def _state_and_batch():
@@ -38,14 +38,20 @@ def _convolutions_on_ynnpack(hlo: str) -> int:
     return sum(1 for name, body in bodies if name in fused and "convolution(" in body)
 
 
-def test_train_step_keeps_convolutions_off_ynnpack_and_computes_the_same_update():
+def test_steps_keep_convolutions_off_ynnpack_and_compute_the_same_numbers():
     state, images, labels = _state_and_batch()
-    if not train_step_options():
-        return  # untested jaxlib: the step compiles with XLA's defaults, nothing to check
+    if not step_compiler_options():
+        return  # untested jaxlib: the steps compile with XLA's defaults, nothing to check
+    # The kernel gradients (and every other convolution of the train step) leave YNNPACK.
     with_options = steps.train_step.lower(state, images, labels).compile().as_text()
     defaults = jax.jit(steps.train_step_body).lower(state, images, labels).compile().as_text()
     assert _convolutions_on_ynnpack(defaults) > 0  # XLA's default: YNNPACK convolutions
     assert _convolutions_on_ynnpack(with_options) == 0
+
+    reference_metrics = jax.jit(steps.eval_step_body)(state, images, labels)
+    metrics = steps.eval_step(state, images, labels)
+    for got, want in zip(jax.tree.leaves(metrics), jax.tree.leaves(reference_metrics)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
     reference_state, reference_metrics = jax.jit(steps.train_step_body)(state, images, labels)
     new_state, metrics = steps.train_step(state, images, labels)  # donates state: used last
