@@ -115,10 +115,10 @@ def max_pool2d(x, window, stride=None, padding=0):
     element, and so does PyTorch's ``max_pool2d`` (padding never wins there).
     A window holding a NaN outputs NaN and passes its gradient to its first NaN.
 
-    Computed by :func:`jaxcnn.functional.window_max.window_max`: an elementwise
-    max of strided views whose derivative is a cheap select (XLA:CPU's
-    reduce_window max derivative is an argmax plus a scatter), with exactly
-    these values and rules; windows over 25 elements use ``lax.reduce_window``.
+    Computed by :func:`jaxcnn.functional.window_max.window_max`: the value by
+    ``lax.reduce_window``, the derivative by a cheap select over strided views
+    (XLA:CPU's own reduce_window max derivative is an argmax plus a scatter),
+    with exactly these rules; windows over 25 elements keep reduce_window's.
     """
     window, strides, pads = pool_geometry(x, window, stride, padding, op="max_pool2d")
     return window_max(x, window, strides, pads)
