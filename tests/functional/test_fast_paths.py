@@ -106,6 +106,18 @@ def test_large_windows_fall_back_to_reduce_window_with_the_same_rule():
     np.testing.assert_array_equal(grad, expected)
 
 
+def test_windows_overlapping_by_more_than_one_use_reduce_window_itself():
+    x = jnp.asarray(RNG.integers(0, 3, size=(1, 6, 6, 2)).astype(np.float32))
+    args = ((3, 3), (1, 1), ((1, 1), (1, 1)))  # overlap 2 > MAX_OVERLAP
+    assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda v: wm.window_max(v, *args))(x))
+    assert "custom_jvp_call" in str(
+        jax.make_jaxpr(lambda v: wm.window_max(v, (2, 2), (1, 1), ((0, 0), (0, 0))))(x))
+    y, vjp = jax.vjp(lambda v: wm.window_max(v, *args), x)
+    y_ref, vjp_ref = jax.vjp(lambda v: reduce_window_max(v, *args), x)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(vjp(jnp.ones_like(y))[0], vjp_ref(jnp.ones_like(y))[0])
+
+
 def test_integer_and_bool_inputs_keep_their_dtype_and_values():
     x = RNG.integers(-50, 50, size=(2, 5, 5, 3)).astype(np.int32)
     args = ((3, 3), (2, 2), ((1, 1), (1, 1)))
