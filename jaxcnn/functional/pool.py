@@ -113,7 +113,7 @@ def max_pool2d(x, window, stride=None, padding=0):
     overlap, an input that is the chosen maximum of several windows receives
     the sum of their gradients. The forward-mode (JVP) rule picks the same
     element, and so does PyTorch's ``max_pool2d`` (padding never wins there).
-    A window holding a NaN outputs NaN and passes its gradient to its first NaN.
+    NaN handling: see :mod:`jaxcnn.functional.window_max`.
 
     Computed by :func:`jaxcnn.functional.window_max.window_max`: the value by
     ``lax.reduce_window``, the derivative by a cheap select over strided views
