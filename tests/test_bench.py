@@ -29,7 +29,8 @@ def test_interleave_alternates_order_and_reports_every_round():
     def runner(name):
         return lambda iterations: calls.append((name, iterations))
 
-    seconds = interleave({"a": runner("a"), "b": runner("b")}, rounds=3, iterations=2, warmup=1)
+    seconds = interleave({"a": runner("a"), "b": runner("b")}, rounds=3, iterations=2, warmup=1,
+                         pause=0.001)
     assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("b", 2), ("a", 2), ("a", 2), ("b", 2)]
     assert set(seconds) == {"a", "b"} and all(len(v) == 3 for v in seconds.values())
     assert all(s >= 0 for v in seconds.values() for s in v)
@@ -71,8 +72,8 @@ def test_conv_layers_of_lenet5_and_resnet20():
 @pytest.fixture(scope="module")
 def tiny_report():
     settings = BenchSettings(models=("lenet5",), batch_sizes=(4,), rounds=2, iterations=1,
-                             warmup=0, matmul_size=64, per_layer=True, impls=("xla", "auto"),
-                             with_torch=HAS_TORCH)
+                             warmup=0, pause=0.0, matmul_size=64, per_layer=True,
+                             impls=("xla", "auto"), with_torch=HAS_TORCH)
     return run_benchmark(settings)
 
 
@@ -125,7 +126,8 @@ def test_format_report_shows_every_model_phase_and_layer(tiny_report):
 def test_cli_bench_writes_json_and_rejects_bad_settings(tmp_path, capsys):
     path = tmp_path / "bench.json"
     status = cli_main(["bench", "--models", "lenet5", "--batch-size", "2", "--rounds", "1",
-                       "--iterations", "1", "--warmup", "0", "--matmul-size", "32", "--no-torch",
+                       "--iterations", "1", "--warmup", "0", "--pause", "0", "--matmul-size", "32",
+                       "--no-torch",
                        "--json", str(path)])
     assert status == 0
     report = json.loads(path.read_text())
@@ -145,6 +147,7 @@ def test_cli_bench_writes_json_and_rejects_bad_settings(tmp_path, capsys):
         (dict(batch_sizes=(0,)), "batch_sizes must be positive ints"),
         (dict(rounds=0), "rounds must be a positive int"),
         (dict(warmup=-1), "warmup must be an int >= 0"),
+        (dict(pause=-0.1), r"pause must be a number of seconds in \[0, 10\]"),
         (dict(models=("alexnet",), with_torch=True), "no PyTorch twin for alexnet"),
     ],
 )

@@ -137,6 +137,7 @@ def benchmark_conv_layers(
     *,
     rounds: int = 5,
     iterations: int = 3,
+    pause: float = 0.0,
     with_torch: bool = True,
     peak_gflops: float | None = None,
 ) -> list[dict]:
@@ -146,7 +147,8 @@ def benchmark_conv_layers(
     cotangent (gradients w.r.t. input and kernel) per impl, compiled with the
     steps' options (:func:`jaxcnn.train.xla_options.step_compiler_options`),
     and PyTorch's ``conv2d`` forward + ``autograd.grad`` on NCHW tensors,
-    interleaved.
+    interleaved (``rounds``, ``iterations``, ``pause``: see
+    :func:`jaxcnn.bench.timing.interleave`).
 
     Returns one dict per layer::
 
@@ -173,7 +175,7 @@ def benchmark_conv_layers(
             runners[impl] = _jax_runner(layer, impl, x, w, g)
         if with_torch:
             runners["torch"] = _torch_runner(layer, x, w, g)
-        seconds = interleave(runners, rounds=rounds, iterations=iterations, warmup=1)
+        seconds = interleave(runners, rounds=rounds, iterations=iterations, warmup=1, pause=pause)
         flops = 6 * layer.macs
         ms = {name: 1e3 * median(values) for name, values in seconds.items()}
         gflops = {name: flops / (value / 1e3) / 1e9 for name, value in ms.items()}

@@ -50,6 +50,7 @@ def benchmark_model(
     rounds: int = 7,
     iterations: int = 3,
     warmup: int = 2,
+    pause: float = 0.5,
     with_torch: bool = True,
     torch_channels_last: bool = False,
     peak_gflops: float | None = None,
@@ -61,7 +62,7 @@ def benchmark_model(
       name: a zoo model name (:func:`jaxcnn.models.names`); with ``with_torch``
         it needs a twin in :data:`jaxcnn.bench.torch_models.TORCH_MODELS`.
       batch_size: images per step.
-      rounds, iterations, warmup: see :func:`jaxcnn.bench.timing.interleave`.
+      rounds, iterations, warmup, pause: see :func:`jaxcnn.bench.timing.interleave`.
       with_torch: also time the PyTorch twin and report JAX/PyTorch ratios.
       torch_channels_last: run PyTorch in ``channels_last`` memory format
         (default: PyTorch's default NCHW).
@@ -141,7 +142,8 @@ def benchmark_model(
         )
         runners.update(torch_runners)
 
-    seconds = interleave(runners, rounds=rounds, iterations=iterations, warmup=warmup)
+    seconds = interleave(runners, rounds=rounds, iterations=iterations, warmup=warmup,
+                         pause=pause)
     train_flops = TRAIN_FLOPS_PER_FORWARD_MAC * forward_macs
     eval_flops = EVAL_FLOPS_PER_FORWARD_MAC * forward_macs
     result = {

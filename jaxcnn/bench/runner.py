@@ -30,7 +30,7 @@ class BenchSettings:
     Attributes:
       models: zoo model names.
       batch_sizes: images per step; every model is timed at each.
-      rounds, iterations, warmup: interleaved timing (:func:`jaxcnn.bench.timing.interleave`).
+      rounds, iterations, warmup, pause: interleaved timing (:func:`jaxcnn.bench.timing.interleave`).
       with_torch: compare with the PyTorch twins (needs torch).
       torch_channels_last: PyTorch in channels_last memory format instead of NCHW.
       threads: PyTorch intra-op threads (XLA uses every core by itself).
@@ -46,6 +46,7 @@ class BenchSettings:
     rounds: int = 7
     iterations: int = 3
     warmup: int = 2
+    pause: float = 0.5
     with_torch: bool = True
     torch_channels_last: bool = False
     threads: int = os.cpu_count() or 1
@@ -72,6 +73,10 @@ class BenchSettings:
             raise ValueError(f"batch_sizes must be positive ints, got {list(self.batch_sizes)}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be an int >= 0, got {self.warmup!r}")
+        if isinstance(self.pause, bool) or not isinstance(self.pause, (int, float)) or not (
+            0 <= self.pause <= 10
+        ):
+            raise ValueError(f"pause must be a number of seconds in [0, 10], got {self.pause!r}")
         if self.with_torch:
             from jaxcnn.bench.torch_models import TORCH_MODELS, torch_available
 
@@ -118,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps per contestant per round; default: %(default)s")
     add("--warmup", type=int, default=defaults["warmup"].default, metavar="N",
         help="untimed steps per contestant before the rounds; default: %(default)s")
+    add("--pause", type=float, default=defaults["pause"].default, metavar="SECONDS",
+        help="sleep before each timed run so the previous contestant's threads go idle; "
+        "default: %(default)s")
     add("--no-torch", dest="with_torch", action="store_false",
         help="time JAX only (no PyTorch comparison)")
     add("--torch-channels-last", action="store_true",
@@ -149,6 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         rounds=args.rounds,
         iterations=args.iterations,
         warmup=args.warmup,
+        pause=args.pause,
         with_torch=args.with_torch,
         torch_channels_last=args.torch_channels_last,
         threads=args.threads,
@@ -206,7 +215,7 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
     }
     say(f"matmul peak ({settings.matmul_size}x{settings.matmul_size} fp32)")
     report["matmul"] = matmul_peak(settings.matmul_size, rounds=max(3, settings.rounds // 2),
-                                   with_torch=settings.with_torch)
+                                   with_torch=settings.with_torch, pause=settings.pause)
     peak = report["matmul"]["peak_gflops"]
     report["models"] = []
     for name in settings.models:
@@ -215,7 +224,7 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
             report["models"].append(
                 benchmark_model(
                     name, batch_size=batch_size, rounds=settings.rounds,
-                    iterations=settings.iterations, warmup=settings.warmup,
+                    iterations=settings.iterations, warmup=settings.warmup, pause=settings.pause,
                     with_torch=settings.with_torch,
                     torch_channels_last=settings.torch_channels_last, peak_gflops=peak,
                 )
@@ -228,7 +237,8 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
             say(f"{name}: conv layers forward+backward per implementation")
             report["layers"][name] = benchmark_conv_layers(
                 conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
-                iterations=settings.iterations, with_torch=settings.with_torch, peak_gflops=peak,
+                iterations=settings.iterations, pause=settings.pause,
+                with_torch=settings.with_torch, peak_gflops=peak,
             )
     report["machine"]["load_average_end"] = load_average()
     return report
