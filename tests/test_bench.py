@@ -157,3 +157,15 @@ def test_settings_errors_name_the_problem(kwargs, match):
     kwargs.setdefault("with_torch", False)
     with pytest.raises(ValueError, match=match):
         BenchSettings(**kwargs)
+
+
+def test_conv_impl_setting_is_restored_after_the_run():
+    from jaxcnn.nn import conv as nn_conv
+
+    before = nn_conv.DEFAULT_CONV_IMPL
+    settings = BenchSettings(models=("lenet5",), batch_sizes=(2,), rounds=1, iterations=1,
+                             warmup=0, pause=0.0, matmul_size=32, with_torch=False,
+                             conv_impl="im2col")
+    report = run_benchmark(settings)
+    assert report["models"][0]["conv_impl"] == "im2col"
+    assert nn_conv.DEFAULT_CONV_IMPL == before

@@ -183,12 +183,7 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
          "layers": {model: benchmark_conv_layers(...)}   # {} without per_layer}
     """
     import jax
-    import jaxlib
 
-    from jaxcnn import models, summary
-    from jaxcnn.bench.layer_bench import benchmark_conv_layers, conv_layers
-    from jaxcnn.bench.model_bench import benchmark_model
-    from jaxcnn.bench.timing import load_average, matmul_peak
     from jaxcnn.nn import conv as nn_conv
 
     say = log or (lambda message: None)
@@ -198,9 +193,29 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
 
         torch.set_num_threads(settings.threads)
         torch_version = torch.__version__
+    previous_default = nn_conv.DEFAULT_CONV_IMPL
     if settings.conv_impl is not None:
         nn_conv.DEFAULT_CONV_IMPL = settings.conv_impl
         jax.clear_caches()  # jitted steps traced with the old default must not be reused
+    try:
+        report = _measure(settings, torch_version, say)
+    finally:
+        if settings.conv_impl is not None:
+            nn_conv.DEFAULT_CONV_IMPL = previous_default
+            jax.clear_caches()
+    return report
+
+
+def _measure(settings: BenchSettings, torch_version, say) -> dict:
+    """Every measurement of ``settings``, in order; see :func:`run_benchmark`."""
+    import jax
+    import jaxlib
+
+    from jaxcnn import models, summary
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers, conv_layers
+    from jaxcnn.bench.model_bench import benchmark_model
+    from jaxcnn.bench.timing import load_average, matmul_peak
+
     report = {
         "machine": {
             "cpus": os.cpu_count(),
