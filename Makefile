@@ -16,6 +16,8 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q -c constraints.txt -e .
+	# Compile the oneDNN convolution kernels now rather than in the first step (jaxcnn/native).
+	$(PY) -m jaxcnn.native || echo "jaxcnn: oneDNN kernels not built; convolutions use XLA's"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base

@@ -38,6 +38,7 @@ from jaxcnn.functional._checks import (
     positive_tuple,
 )
 from jaxcnn.functional.conv_auto import auto_impl
+from jaxcnn.functional.conv_onednn import conv2d_onednn
 from jaxcnn.functional.shapes import conv_output_size
 
 # (input, kernel, output) layouts per number of spatial dims, for lax.
@@ -47,7 +48,7 @@ DIMENSION_NUMBERS = {
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
 
-IMPLS = ("xla", "im2col", "auto")
+IMPLS = ("xla", "im2col", "onednn", "auto")
 
 Pads = tuple[tuple[int, int], ...]
 
@@ -241,13 +242,15 @@ def _conv_im2col(x, w, strides, pads, dilation, groups):
     return y.reshape(*y.shape[:-2], out_channels)
 
 
-_IMPLEMENTATIONS: dict[str, Callable] = {"xla": _conv_xla, "im2col": _conv_im2col}
+_IMPLEMENTATIONS: dict[str, Callable] = {
+    "xla": _conv_xla, "im2col": _conv_im2col, "onednn": conv2d_onednn,
+}
 
 
-def _select_impl(impl: str, x_shape, w_shape, strides, pads, dilation, groups) -> Callable:
+def _select_impl(impl: str, x_shape, w_shape, strides, pads, dilation, groups, dtype) -> Callable:
     """The convolution function for ``impl``; ``"auto"`` chooses one from the shapes."""
     if impl == "auto":
-        impl = auto_impl(x_shape, w_shape, strides, pads, dilation, groups)
+        impl = auto_impl(x_shape, w_shape, strides, pads, dilation, groups, dtype)
     if impl not in _IMPLEMENTATIONS:
         names = ", ".join(repr(name) for name in IMPLS)
         raise ValueError(f"unknown impl {impl!r}; expected one of {names}")
@@ -304,9 +307,9 @@ def _conv(x, w, b, *, ndim, stride, padding, dilation, groups, impl):
     strides, pads, dilations = _conv_arguments(
         x, w, b, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
-    conv = _select_impl(impl, x.shape, w.shape, strides, pads, dilations, groups)
-    # Both implementations need one dtype; promote like jnp arithmetic does.
+    # Every implementation needs one dtype; promote like jnp arithmetic does.
     dtype = jnp.result_type(x, w)
+    conv = _select_impl(impl, x.shape, w.shape, strides, pads, dilations, groups, dtype)
     y = conv(x.astype(dtype), w.astype(dtype), strides, pads, dilations, groups)
     if b is not None:
         y = y + b

@@ -4,7 +4,9 @@ auto must pick an implementation that exists for every conv layer of every
 zoo model, must compute what "xla" computes (forward and both gradients) over
 strides, padding, dilation and groups, and must stay a first-class JAX
 function (jvp, jacfwd, Hessian-vector products, vmap, checkpoint, bf16) on
-both paths it can take.
+every path it can take. With the oneDNN kernels available on the CPU, auto
+picks "onednn" for float32 2-D convolutions (tests/functional/test_conv_onednn.py);
+the ``without_onednn`` fixture checks the xla/im2col rule that applies elsewhere.
 """
 import jax
 import jax.numpy as jnp
@@ -14,12 +16,25 @@ import pytest
 from jaxcnn import models, summary
 from jaxcnn.bench import conv_layers
 from jaxcnn.functional import conv as conv_ops
+from jaxcnn.functional import conv_auto
 from jaxcnn.functional.conv_auto import AUTO_CHOICES, auto_impl
 
 RNG = np.random.default_rng(0)
 
 
-def test_auto_picks_a_valid_implementation_for_every_zoo_conv_layer():
+@pytest.fixture(params=["with-onednn-if-built", "without-onednn"])
+def onednn_setting(request, monkeypatch):
+    if request.param == "without-onednn":
+        monkeypatch.setattr(conv_auto, "_onednn_applies", lambda *args: False)
+    return request.param
+
+
+@pytest.fixture
+def without_onednn(monkeypatch):
+    monkeypatch.setattr(conv_auto, "_onednn_applies", lambda *args: False)
+
+
+def test_auto_picks_a_valid_implementation_for_every_zoo_conv_layer(onednn_setting):
     chosen = {}
     for name in models.names():
         layers = conv_layers(models.get(name), summary.default_input_shape(name))
@@ -29,6 +44,12 @@ def test_auto_picks_a_valid_implementation_for_every_zoo_conv_layer():
                              layer.dilation, layer.groups)
             assert impl in AUTO_CHOICES and impl in conv_ops.IMPLS and impl != "auto"
             chosen[(name, layer.name)] = impl
+    if onednn_setting == "with-onednn-if-built":
+        if conv_auto._onednn_applies((1, 28, 28, 1), (5, 5, 1, 20), (1, 1), ((2, 2),) * 2,
+                                     (1, 1), 1, "float32"):
+            assert chosen[("lenet5", "conv1")] == chosen[("resnet20", "stage1_block1.conv1")] \
+                == chosen[("resnet50", "layer2_block1.proj_conv")] == "onednn"
+        return
     # The measured rule, on layers whose geometry is known:
     assert chosen[("lenet5", "conv1")] == "xla"  # 5x5 pad 2: patches cost more than the conv
     assert chosen[("resnet20", "stage1_block1.conv1")] == "xla"  # 3x3 pad 1
@@ -53,7 +74,7 @@ def test_auto_picks_a_valid_implementation_for_every_zoo_conv_layer():
     ids=["1x1/2", "1x1/1", "1x1/2-padded", "covers-input", "grouped", "3x3", "dilated", "1d-covers",
          "3d-1x1/2"],
 )
-def test_rule(x_shape, w_shape, strides, pads, dilation, groups, expected):
+def test_rule(x_shape, w_shape, strides, pads, dilation, groups, expected, without_onednn):
     assert auto_impl(x_shape, w_shape, strides, pads, dilation, groups) == expected
 
 
@@ -72,7 +93,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs", CASES)
-def test_auto_equals_xla_forward_and_gradients(x_shape, w_shape, kwargs):
+def test_auto_equals_xla_forward_and_gradients(x_shape, w_shape, kwargs, onednn_setting):
     conv = CONV_BY_NDIM[len(x_shape) - 2]
     x = jnp.asarray(RNG.standard_normal(x_shape), jnp.float32)
     w = jnp.asarray(RNG.standard_normal(w_shape), jnp.float32)
@@ -94,7 +115,7 @@ def test_auto_equals_xla_forward_and_gradients(x_shape, w_shape, kwargs):
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs", [CASES[0], CASES[1], CASES[2]],
                          ids=["im2col-1x1/2", "im2col-covers", "xla"])
-def test_transformations_on_both_auto_paths(x_shape, w_shape, kwargs):
+def test_transformations_on_both_auto_paths(x_shape, w_shape, kwargs, without_onednn):
     x = jnp.asarray(RNG.standard_normal(x_shape), jnp.float32)
     w = jnp.asarray(RNG.standard_normal(w_shape) * 0.3, jnp.float32)
 
