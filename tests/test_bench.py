@@ -8,7 +8,7 @@ import math
 import jax
 import pytest
 
-from jaxcnn import models, summary
+from jaxcnn import models, native, summary
 from jaxcnn.bench import (
     BenchSettings,
     conv_layers,
@@ -108,7 +108,8 @@ def test_report_structure_and_derived_numbers(tiny_report):
     assert [layer["name"] for layer in layers] == ["conv1", "conv2"]
     for layer in layers:
         assert set(layer["ms"]) == {"xla", "auto"} | ({"torch"} if HAS_TORCH else set())
-        assert layer["auto_choice"] == "xla"
+        # Measured rule: oneDNN's kernels where they are built, else XLA's convolution.
+        assert layer["auto_choice"] == ("onednn" if native.available() else "xla")
         assert all(v > 0 for v in layer["ms"].values())
     json.dumps(report)  # serialisable as is
 

@@ -10,13 +10,17 @@ Output size along each spatial dim (``P_lo + P_hi`` the total padding)::
 
     out = floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1
 
-Two implementations compute the same numbers:
+Three implementations compute the same numbers:
 
 - ``impl="xla"``: one ``lax.conv_general_dilated``;
 - ``impl="im2col"``: :func:`unfold` the input into patches (pad + strided
   slices, no convolution primitive), then one matrix product per group;
-- ``impl="auto"``: one of the two per shape, by the static rule of
-  :func:`jaxcnn.functional.conv_auto.auto_impl` (from measurements).
+- ``impl="onednn"`` (2-D, float32, ungrouped, undilated): oneDNN's kernels
+  through XLA's FFI on the CPU, XLA's convolution on other backends
+  (:mod:`jaxcnn.functional.conv_onednn`);
+- ``impl="auto"``: one of them per shape, by the static rule of
+  :func:`jaxcnn.functional.conv_auto.auto_impl` (from measurements): "onednn"
+  on the CPU wherever it applies, else "xla" or "im2col".
 
 The implementation is chosen in :func:`_select_impl` so a shape-dependent
 choice can be added there without touching the rest.
@@ -328,8 +332,9 @@ def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 1 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
-        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, L', O), each spatial size
@@ -356,8 +361,9 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 2 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
-        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, H', W', O), each spatial size
@@ -384,8 +390,9 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         or "VALID" (none). Pads with zeros.
       dilation: int or 3 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
-      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul) or
-        "auto" (one of them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+      impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
 
     Returns:
       (N, D', H', W', O), each spatial size
