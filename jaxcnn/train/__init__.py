@@ -7,15 +7,7 @@ Public API (see each module's docstrings):
     sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning
-
-Importing it also calls :func:`jaxcnn.native.malloc.keep_freed_memory` (set
-``JAXCNN_MALLOC_TUNING=0`` to opt out): XLA:CPU frees and re-allocates a
-step's buffers every step, and glibc's default thresholds turn that into
-thousands of page faults per step (LeNet-5 batch 128: 47-52 -> 30-33 ms).
 """
-from jaxcnn.native.malloc import keep_freed_memory
-
-keep_freed_memory()
 from jaxcnn.train.optim import (
     OPTIMIZERS,
     SCHEDULES,
