@@ -77,6 +77,8 @@ def _build_key(prefix: Path) -> str:
 
     digest = hashlib.sha256(SOURCE.read_bytes())
     digest.update(jaxlib.__version__.encode())
+    # The library's rpath points into this prefix: another venv needs its own build.
+    digest.update(str(prefix.resolve()).encode())
     for library in sorted((prefix / "lib").glob("libdnnl.so*")):
         digest.update(library.name.encode())
         digest.update(str(library.stat().st_size).encode())
