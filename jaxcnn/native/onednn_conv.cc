@@ -4,6 +4,7 @@
 // once on different threads, so every call brings its own scratchpad (oneDNN's default
 // library-owned scratchpad is shared between primitives and not safe to use concurrently).
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -49,7 +50,17 @@ struct Cached {
   bool reorder_needed;
   dnnl::reorder reorder;   // user hwio <-> primitive layout
   memory::desc scratchpad; // per-call workspace of the convolution
+  memory::desc reorder_scratchpad;
 };
+
+// A weight reorder between two layouts, with a user scratchpad like the convolutions'.
+void MakeReorder(Cached* c, const memory::desc& from, const memory::desc& to) {
+  c->reorder_needed = from != to;
+  if (!c->reorder_needed) return;
+  auto pd = dnnl::reorder::primitive_desc(Engine(), from, Engine(), to, UserScratchpad());
+  c->reorder = dnnl::reorder(pd);
+  c->reorder_scratchpad = pd.scratchpad_desc();
+}
 
 std::mutex cache_mutex;
 std::unordered_map<std::string, std::shared_ptr<Cached>> cache;
@@ -67,8 +78,7 @@ std::shared_ptr<Cached> Get(const Geometry& g, char kind) {
     c->conv = dnnl::convolution_forward(pd);
     c->scratchpad = pd.scratchpad_desc();
     c->wei = pd.weights_desc();
-    c->reorder_needed = c->wei != g.WeiUser();
-    if (c->reorder_needed) c->reorder = dnnl::reorder(memory(g.WeiUser(), Engine()), memory(c->wei, Engine()));
+    MakeReorder(c.get(), g.WeiUser(), c->wei);
   } else if (kind == 'd') {
     auto hint = g.Fwd(dnnl::prop_kind::forward_training);
     auto pd = dnnl::convolution_backward_data::primitive_desc(
@@ -77,8 +87,7 @@ std::shared_ptr<Cached> Get(const Geometry& g, char kind) {
     c->conv = dnnl::convolution_backward_data(pd);
     c->scratchpad = pd.scratchpad_desc();
     c->wei = pd.weights_desc();
-    c->reorder_needed = c->wei != g.WeiUser();
-    if (c->reorder_needed) c->reorder = dnnl::reorder(memory(g.WeiUser(), Engine()), memory(c->wei, Engine()));
+    MakeReorder(c.get(), g.WeiUser(), c->wei);
   } else {
     auto hint = g.Fwd(dnnl::prop_kind::forward_training);
     auto pd = dnnl::convolution_backward_weights::primitive_desc(
@@ -87,8 +96,7 @@ std::shared_ptr<Cached> Get(const Geometry& g, char kind) {
     c->conv = dnnl::convolution_backward_weights(pd);
     c->scratchpad = pd.scratchpad_desc();
     c->wei = pd.diff_weights_desc();
-    c->reorder_needed = c->wei != g.WeiUser();
-    if (c->reorder_needed) c->reorder = dnnl::reorder(memory(c->wei, Engine()), memory(g.WeiUser(), Engine()));
+    MakeReorder(c.get(), c->wei, g.WeiUser());
   }
   std::lock_guard<std::mutex> lock(cache_mutex);
   cache.emplace(key, c);
@@ -108,19 +116,26 @@ ffi::Error Run(char kind, const Geometry& g, void* x, void* w, void* y) {
     memory wei = wei_user;
     if (c->reorder_needed) wei = memory(c->wei, Engine());
     memory scratchpad(c->scratchpad, Engine());
+    memory reorder_scratchpad(c->reorder_scratchpad, Engine());
+    auto reorder = [&](memory& from, memory& to) {
+      c->reorder.execute(s, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                             {DNNL_ARG_SCRATCHPAD, reorder_scratchpad}});
+    };
     if (kind == 'f') {
-      if (c->reorder_needed) c->reorder.execute(s, wei_user, wei);
+      if (c->reorder_needed) reorder(wei_user, wei);
       c->conv.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else if (kind == 'd') {
-      if (c->reorder_needed) c->reorder.execute(s, wei_user, wei);
+      if (c->reorder_needed) reorder(wei_user, wei);
       c->conv.execute(s, {{DNNL_ARG_DIFF_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else {
       c->conv.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_WEIGHTS, wei}, {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-      if (c->reorder_needed) c->reorder.execute(s, wei, wei_user);
+      if (c->reorder_needed) reorder(wei, wei_user);
     }
     s.wait();
   } catch (const dnnl::error& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  } catch (const std::exception& e) {  // e.g. bad_alloc: never let it cross into XLA
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("jaxcnn oneDNN conv: ") + e.what());
   }
   return ffi::Error::Success();
 }
