@@ -170,3 +170,22 @@ def test_conv_impl_setting_is_restored_after_the_run():
     report = run_benchmark(settings)
     assert report["models"][0]["conv_impl"] == "im2col"
     assert nn_conv.DEFAULT_CONV_IMPL == before
+
+
+def test_per_layer_skips_implementations_that_cannot_compute_a_layer():
+    from jaxcnn.bench.layer_bench import ConvLayer, benchmark_conv_layers
+    from jaxcnn.bench.runner import format_report
+
+    grouped = ConvLayer("grouped", (2, 6, 6, 4), (3, 3, 2, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 2)
+    plain = ConvLayer("plain", (2, 6, 6, 4), (3, 3, 4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    layers = benchmark_conv_layers([grouped, plain], ("xla", "onednn"), rounds=1, iterations=1,
+                                   pause=0.0, with_torch=False)
+    assert set(layers[0]["ms"]) == {"xla"}  # oneDNN does not compute grouped convolutions
+    assert set(layers[1]["ms"]) == ({"xla", "onednn"} if native.available() else {"xla"})
+    text = format_report({
+        "machine": {"cpus": 2, "processor": "x86_64", "jax": jax.__version__, "torch": None},
+        "matmul": {"size": 64, "xla_gflops": 1.0, "torch_gflops": None, "peak_gflops": 1.0},
+        "models": [], "layers": {"toy": layers},
+    })
+    grouped_row = next(line for line in text.splitlines() if line.startswith("grouped"))
+    assert " - " in grouped_row  # a missing implementation shows as "-"

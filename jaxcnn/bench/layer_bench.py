@@ -172,7 +172,8 @@ def benchmark_conv_layers(
         g = rng.standard_normal(layer.output_shape, dtype=np.float32)
         runners = {}
         for impl in impls:
-            runners[impl] = _jax_runner(layer, impl, x, w, g)
+            if _can_compute(impl, layer):  # e.g. "onednn" skips grouped/dilated layers
+                runners[impl] = _jax_runner(layer, impl, x, w, g)
         if with_torch:
             runners["torch"] = _torch_runner(layer, x, w, g)
         seconds = interleave(runners, rounds=rounds, iterations=iterations, warmup=1, pause=pause)
@@ -200,6 +201,17 @@ def benchmark_conv_layers(
             }
         )
     return results
+
+
+def _can_compute(impl: str, layer: ConvLayer) -> bool:
+    """Whether ``impl`` computes ``layer`` here (only "onednn" has restrictions)."""
+    if impl != "onednn":
+        return True
+    from jaxcnn.functional import conv_onednn
+
+    return conv_onednn.available() and conv_onednn.supports(
+        layer.input_shape, layer.kernel_shape, layer.stride, layer.padding, layer.dilation,
+        layer.groups, "float32")
 
 
 def _auto_choice(layer: ConvLayer) -> str | None:

@@ -296,7 +296,7 @@ def format_report(report: dict) -> str:
     for model, layers in report.get("layers", {}).items():
         if not layers:
             continue
-        impls = list(layers[0]["ms"])
+        impls = list(dict.fromkeys(name for layer in layers for name in layer["ms"]))
         lines += ["", f"{model}: conv forward+backward, ms (GFLOP/s)"]
         rows = [("layer", "n", "input", "kernel", "stride", "MFLOP", *impls, "auto picks")]
         for layer in layers:
@@ -306,7 +306,8 @@ def format_report(report: dict) -> str:
                 "x".join(map(str, layer["kernel_shape"])),
                 "x".join(map(str, layer["stride"])),
                 f"{6 * layer['macs'] / 1e6:.0f}",
-                *(f"{layer['ms'][i]:.1f} ({layer['gflops'][i]:.0f})" for i in impls),
+                *(f"{layer['ms'][i]:.1f} ({layer['gflops'][i]:.0f})" if i in layer["ms"] else "-"
+                  for i in impls),
                 str(layer["auto_choice"] or "-"),
             ))
         lines += _table(rows)
