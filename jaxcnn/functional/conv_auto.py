@@ -37,9 +37,32 @@ Grouped and dilated convolutions always use ``xla``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Sequence
 
-__all__ = ["auto_impl", "AUTO_CHOICES"]
+__all__ = ["auto_impl", "AUTO_CHOICES", "without_onednn"]
+
+# Set while tracing a program whose convolutions XLA will partition (GSPMD).
+_ONEDNN_ALLOWED = contextvars.ContextVar("jaxcnn_onednn_allowed", default=True)
+
+
+@contextlib.contextmanager
+def without_onednn():
+    """While active, ``impl="auto"`` does not choose ``"onednn"``.
+
+    Use it around the tracing of a ``jax.jit`` whose inputs are sharded over
+    several devices (``NamedSharding``/GSPMD): XLA cannot partition a custom
+    call, so it would all-gather the batch and run every oneDNN convolution on
+    the whole batch on every device, where XLA's own convolution is split
+    across them. :func:`jaxcnn.train.sharded.sharded_train_step` does this;
+    ``pmap`` and ``shard_map`` see per-device shapes and need nothing.
+    """
+    token = _ONEDNN_ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _ONEDNN_ALLOWED.reset(token)
 
 
 def _onednn_applies(x_shape, w_shape, strides, pads, dilation, groups, dtype) -> bool:
@@ -49,7 +72,8 @@ def _onednn_applies(x_shape, w_shape, strides, pads, dilation, groups, dtype) ->
 
     dtype = "float32" if dtype is None else dtype
     return (
-        conv_onednn.supports(x_shape, w_shape, strides, pads, dilation, groups, dtype)
+        _ONEDNN_ALLOWED.get()
+        and conv_onednn.supports(x_shape, w_shape, strides, pads, dilation, groups, dtype)
         and jax.default_backend() == "cpu"
         and conv_onednn.available()
     )

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxcnn.functional.conv_auto import without_onednn
 from jaxcnn.train.steps import eval_step_body, train_step_body
 
 MESH_AXIS = "batch"
@@ -73,16 +74,29 @@ def replicate_state(mesh: Mesh, state):
 
 
 @functools.cache
+def _traced_without_onednn(body):
+    """``body``, whose tracing keeps ``impl="auto"`` on XLA's (partitionable) convolutions."""
+
+    @functools.wraps(body)
+    def traced(*args):
+        with without_onednn():
+            return body(*args)
+
+    return traced
+
+
 def _compiled(mesh: Mesh):
     replicated, batch = _replicated(mesh), _batch_sharding(mesh)
+    # XLA cannot partition the oneDNN custom call: it would gather the whole batch
+    # onto every device (jaxcnn.functional.conv_auto.without_onednn).
     train = jax.jit(
-        train_step_body,
+        _traced_without_onednn(train_step_body),
         in_shardings=(replicated, batch, batch),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
     evaluate = jax.jit(
-        eval_step_body, in_shardings=(replicated, batch, batch), out_shardings=replicated
+        _traced_without_onednn(eval_step_body), in_shardings=(replicated, batch, batch), out_shardings=replicated
     )
     return train, evaluate
 

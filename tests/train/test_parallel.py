@@ -250,3 +250,21 @@ def test_checkpoints_saved_from_pmap_and_sharded_restore_on_one_device(
         jax.tree.map(np.testing.assert_array_equal, restored.params, jax.device_get(state.params))
         got = eval_step(restored, setup["images"], setup["labels"])
         np.testing.assert_allclose(float(got["loss"]), float(expected["loss"]), rtol=1e-5)
+
+
+def test_sharded_step_keeps_convolutions_partitionable(setup):
+    # XLA cannot partition the oneDNN custom call: traced with it, every device would
+    # all-gather the whole batch and convolve all of it. The sharded steps trace with
+    # XLA's convolutions; the one-device step and pmap (per-device shapes) keep oneDNN.
+    from jaxcnn import native
+    from jaxcnn.train import sharded
+
+    mesh = make_mesh()
+    args = (replicate_state(mesh, _copy(setup["state0"])), shard_batch(mesh, setup["images"]),
+            shard_batch(mesh, setup["labels"]))
+    for step in sharded._compiled(mesh):
+        hlo = step.lower(*args[: 3]).compile().as_text()
+        assert "jaxcnn_onednn" not in hlo
+        assert "all-gather(" not in hlo
+    single = train_step.lower(setup["state0"], setup["images"], setup["labels"]).compile().as_text()
+    assert ("jaxcnn_onednn_conv_bwd_weights" in single) == native.available()
