@@ -32,6 +32,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from jaxcnn import native
+from jaxcnn.functional.shapes import conv_output_size
 
 __all__ = ["conv2d_onednn", "supports", "available"]
 
@@ -91,10 +92,9 @@ conv_bwd_weights_p = Primitive("jaxcnn_onednn_conv_bwd_weights")
 
 
 def _output_shape(x_shape, w_shape, strides, pads):
-    n, h, w, _ = x_shape
-    kh, kw, _, o = w_shape
-    (pt, pb), (pl, pr) = pads
-    return (n, (h + pt + pb - kh) // strides[0] + 1, (w + pl + pr - kw) // strides[1] + 1, o)
+    spatial = (conv_output_size(size, k, s, pad) for size, k, s, pad in
+               zip(x_shape[1:3], w_shape[:2], strides, pads))
+    return (x_shape[0], *spatial, w_shape[-1])
 
 
 def _fwd_abstract(x, w, *, strides, pads):
