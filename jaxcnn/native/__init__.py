@@ -30,7 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["available", "status", "build", "load", "TARGETS"]
+__all__ = ["available", "status", "build", "load", "TARGETS", "NativeBuildError"]
 
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 LIBRARY_NAME = "libjaxcnn_onednn.so"
