@@ -151,20 +151,15 @@ def _cpu_lowering(target):
     return lower
 
 
-mlir.register_lowering(conv_fwd_p, mlir.lower_fun(_xla_fwd, multiple_results=False))
-mlir.register_lowering(conv_bwd_data_p, mlir.lower_fun(_xla_bwd_data, multiple_results=False))
-mlir.register_lowering(
-    conv_bwd_weights_p, mlir.lower_fun(_xla_bwd_weights, multiple_results=False)
+# (primitive, its XLA expression, the FFI handler symbol in onednn_conv.cc)
+_PASSES = (
+    (conv_fwd_p, _xla_fwd, "JaxcnnConvFwd"),
+    (conv_bwd_data_p, _xla_bwd_data, "JaxcnnConvBwdData"),
+    (conv_bwd_weights_p, _xla_bwd_weights, "JaxcnnConvBwdWeights"),
 )
-mlir.register_lowering(
-    conv_fwd_p, _cpu_lowering(native.TARGETS["JaxcnnConvFwd"]), platform="cpu"
-)
-mlir.register_lowering(
-    conv_bwd_data_p, _cpu_lowering(native.TARGETS["JaxcnnConvBwdData"]), platform="cpu"
-)
-mlir.register_lowering(
-    conv_bwd_weights_p, _cpu_lowering(native.TARGETS["JaxcnnConvBwdWeights"]), platform="cpu"
-)
+for _primitive, _expression, _symbol in _PASSES:
+    mlir.register_lowering(_primitive, mlir.lower_fun(_expression, multiple_results=False))
+    mlir.register_lowering(_primitive, _cpu_lowering(native.TARGETS[_symbol]), platform="cpu")
 
 
 # -- differentiation: each pass is bilinear, and the transposes close the set --
@@ -204,43 +199,39 @@ ad.defbilinear(conv_bwd_weights_p, _bwd_weights_transpose_x, _bwd_weights_transp
 # -- vmap ---------------------------------------------------------------------
 
 
-def _fold_batch(primitive, batched_operand_index):
-    """A batching rule: a vmapped axis on the activation operand only is folded into N."""
-    xla_expression = {
-        conv_fwd_p: _xla_fwd, conv_bwd_data_p: _xla_bwd_data,
-        conv_bwd_weights_p: _xla_bwd_weights,
-    }[primitive]
+def _xla_under_vmap(expression):
+    """A batching rule computing the pass with its XLA expression under ``vmap``."""
 
     def rule(args, dims, **params):
-        others_batched = any(
-            d is not None for i, d in enumerate(dims) if i != batched_operand_index
-        )
-        if others_batched:
-            # e.g. per-example kernel gradients: the XLA expression under vmap.
-            out = jax.vmap(lambda *a: xla_expression(*a, **params), in_axes=dims)(*args)
-            return out, 0
-        operand = jnp.moveaxis(args[batched_operand_index], dims[batched_operand_index], 0)
+        return jax.vmap(lambda *a: expression(*a, **params), in_axes=dims)(*args), 0
+
+    return rule
+
+
+def _fold_batch(primitive, expression):
+    """A batching rule: a vmapped axis on the activations (operand 0) only is folded into N."""
+    fallback = _xla_under_vmap(expression)
+
+    def rule(args, dims, **params):
+        if dims[0] is None or any(d is not None for d in dims[1:]):
+            # e.g. a batched kernel (jacfwd over w): the XLA expression under vmap.
+            return fallback(args, dims, **params)
+        operand = jnp.moveaxis(args[0], dims[0], 0)
         size, n = operand.shape[:2]
-        folded = list(args)
-        folded[batched_operand_index] = operand.reshape((size * n,) + operand.shape[2:])
         if primitive is conv_bwd_data_p:
             shape = params["input_shape"]
             params = dict(params, input_shape=(size * shape[0],) + tuple(shape[1:]))
-        out = primitive.bind(*folded, **params)
+        out = primitive.bind(operand.reshape((size * n,) + operand.shape[2:]), *args[1:], **params)
         return out.reshape((size, n) + out.shape[1:]), 0
 
     return rule
 
 
-def _bwd_weights_batching(args, dims, **params):
-    # The kernel gradient sums over the examples: a vmapped axis cannot be folded into N.
-    out = jax.vmap(lambda *a: _xla_bwd_weights(*a, **params), in_axes=dims)(*args)
-    return out, 0
-
-
-batching.primitive_batchers[conv_fwd_p] = _fold_batch(conv_fwd_p, 0)
-batching.primitive_batchers[conv_bwd_data_p] = _fold_batch(conv_bwd_data_p, 0)
-batching.primitive_batchers[conv_bwd_weights_p] = _bwd_weights_batching
+batching.primitive_batchers[conv_fwd_p] = _fold_batch(conv_fwd_p, _xla_fwd)
+batching.primitive_batchers[conv_bwd_data_p] = _fold_batch(conv_bwd_data_p, _xla_bwd_data)
+# The kernel gradient sums over the examples: a vmapped axis cannot be folded into N
+# (per-example kernel gradients).
+batching.primitive_batchers[conv_bwd_weights_p] = _xla_under_vmap(_xla_bwd_weights)
 
 
 def conv2d_onednn(x, w, strides, pads, dilation=(1, 1), groups=1):
