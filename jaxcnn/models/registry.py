@@ -1,4 +1,5 @@
-"""Model names -> constructors: ``get("resnet20", num_classes=100)``, ``names()``."""
+"""Model names -> constructors and input shapes: ``get("resnet20", num_classes=100)``,
+``names()``, ``input_shape("resnet20") == (32, 32, 3)``."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,7 @@ from flax import linen as nn
 
 from jaxcnn.models import alexnet, googlenet, lenet, resnet, vgg
 
-__all__ = ["get", "names", "MODELS"]
+__all__ = ["get", "names", "input_shape", "MODELS", "INPUT_SHAPES"]
 
 # Every constructor returns an unbound flax Module called model(x, train=...).
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -28,6 +29,25 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet44": resnet.ResNet44,
     "resnet56": resnet.ResNet56,
     "resnet110": resnet.ResNet110,
+}
+
+# Input (height, width, channels) each model was designed for; every name in MODELS has one.
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "lenet5": (28, 28, 1),
+    "lenet5_classic": (32, 32, 1),
+    "lenet5_adaptive": (28, 28, 1),
+    "alexnet": (227, 227, 3),
+    "vgg11": (224, 224, 3),
+    "vgg16": (224, 224, 3),
+    "googlenet": (224, 224, 3),
+    "resnet18": (224, 224, 3),
+    "resnet34": (224, 224, 3),
+    "resnet50": (224, 224, 3),
+    "resnet20": (32, 32, 3),
+    "resnet32": (32, 32, 3),
+    "resnet44": (32, 32, 3),
+    "resnet56": (32, 32, 3),
+    "resnet110": (32, 32, 3),
 }
 
 
@@ -61,3 +81,14 @@ def get(name: str, **kwargs) -> nn.Module:
             f"model {name!r} has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted)}"
         )
     return constructor(**kwargs)
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """The input ``(H, W, C)`` model ``name`` was designed for, e.g. ``(32, 32, 3)`` for resnet20.
+
+    ``lenet5_adaptive`` accepts any size; its entry is MNIST's. Raises ValueError
+    for an unknown name (listing the valid ones).
+    """
+    if name not in INPUT_SHAPES:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
+    return INPUT_SHAPES[name]

@@ -11,26 +11,6 @@ from jaxcnn.summary.rows import Row, summarize
 # ReLUs or norms applied on top of them (those are usually fused or in place).
 DEFAULT_MEMORY_KINDS = ("input", "conv", "pool", "dense", "local")
 
-# Input (height, width, channels) each model of the zoo was designed for, used
-# when print_summary is given no input shape and the registry does not say.
-_DEFAULT_INPUT_HWC = {
-    "lenet5": (28, 28, 1),
-    "lenet5_classic": (32, 32, 1),
-    "lenet5_adaptive": (28, 28, 1),
-    "alexnet": (227, 227, 3),
-    "vgg11": (224, 224, 3),
-    "vgg16": (224, 224, 3),
-    "googlenet": (224, 224, 3),
-    "resnet18": (224, 224, 3),
-    "resnet34": (224, 224, 3),
-    "resnet50": (224, 224, 3),
-    "resnet20": (32, 32, 3),
-    "resnet32": (32, 32, 3),
-    "resnet44": (32, 32, 3),
-    "resnet56": (32, 32, 3),
-    "resnet110": (32, 32, 3),
-}
-
 _COLUMNS = ("layer", "kind", "output", "weights", "activations", "params", "MACs", "RF")
 _RIGHT_ALIGNED = {"activations", "params", "MACs", "RF"}
 
@@ -132,25 +112,14 @@ def format_table(
 
 
 def default_input_shape(model_name: str) -> tuple[int, int, int, int]:
-    """The input shape (1, H, W, C) a zoo model was designed for.
+    """The input shape ``(1, H, W, C)`` a zoo model was designed for (batch 1).
 
-    Asks the model registry first (``jaxcnn.models.default_input_shape(name)``
-    when it exists), else this module's table. Raises ValueError for a name
-    neither knows.
+    ``(H, W, C)`` comes from the registry, :func:`jaxcnn.models.input_shape`;
+    raises ValueError for a name it does not know.
     """
     from jaxcnn import models
 
-    registry_lookup = getattr(models, "default_input_shape", None)
-    if registry_lookup is not None:
-        hwc = tuple(registry_lookup(model_name))
-    elif model_name in _DEFAULT_INPUT_HWC:
-        hwc = _DEFAULT_INPUT_HWC[model_name]
-    else:
-        raise ValueError(
-            f"no default input shape for model {model_name!r}; pass input_shape "
-            f"(batch first), or use one of {sorted(_DEFAULT_INPUT_HWC)}"
-        )
-    return (1, *hwc)
+    return (1, *models.input_shape(model_name))
 
 
 def print_summary(

@@ -55,3 +55,11 @@ def test_every_model_takes_train_defaulting_to_false_and_num_classes(name):
     assert model.num_classes == 7
     parameter = inspect.signature(type(model).__call__).parameters["train"]
     assert parameter.default is False
+
+
+def test_every_model_has_an_input_shape_that_it_accepts():
+    assert sorted(models.INPUT_SHAPES) == models.names()
+    assert models.input_shape("resnet20") == (32, 32, 3)
+    assert models.input_shape("alexnet") == (227, 227, 3)
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: alexnet"):
+        models.input_shape("resnet19")

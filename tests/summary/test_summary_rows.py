@@ -149,7 +149,7 @@ def test_bad_adaptive_output_size():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="no default input shape for model 'lenet6'"):
+    with pytest.raises(ValueError, match="unknown model 'lenet6'; valid names: alexnet"):
         default_input_shape("lenet6")
     with pytest.raises(ValueError, match="lenet5"):  # the registry lists the valid names
         print_summary("lenet6", file=io.StringIO())
