@@ -64,7 +64,7 @@ test-oldest: $(OLDEST_VENV)/.done
 	$(OLDEST_VENV)/bin/python -m pytest $(OLDEST_TESTS) $(PYTEST_ARGS)
 
 # Executes each notebook in a fresh kernel of the venv's python (JAXCNN_NOTEBOOK_QUICK=1,
-# MPLBACKEND=Agg); fails on the first cell that raises. NOTEBOOKS_ARGS=--write keeps the outputs.
+# headless matplotlib); fails on the first cell that raises. NOTEBOOKS_ARGS=--write keeps the outputs.
 NOTEBOOKS_ARGS ?=
 notebooks: $(VENV)/.dev
 	$(PY) colab/execute_notebooks.py $(NOTEBOOKS_ARGS)

@@ -5,7 +5,9 @@
 Each notebook runs with nbclient in a fresh kernel of THIS interpreter (the
 repository's venv, where jaxcnn is importable, so the install cell is a no-op),
 in a temporary working directory, with ``JAXCNN_NOTEBOOK_QUICK=1`` and
-``MPLBACKEND=Agg``. Cells hold their own asserts, so a wrong value fails the
+``MPLBACKEND`` set to matplotlib-inline's backend: headless (it draws with Agg)
+but, unlike plain ``Agg``, ``plt.show()`` puts each figure in the cell's outputs
+as a PNG, so the committed notebooks show their plots. Cells hold their own asserts, so a wrong value fails the
 run like an exception does. ``--write`` stores the executed notebook (with its
 outputs, so it renders on GitHub) back in place; without it the files are left
 untouched. Prints each notebook's wall time.
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(COLAB.glob("*.ipynb"))
     os.environ["JAXCNN_NOTEBOOK_QUICK"] = "1"
-    os.environ["MPLBACKEND"] = "Agg"
+    # Not "Agg": with it plt.show() draws nothing into the notebook.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     with tempfile.TemporaryDirectory(prefix="jaxcnn-kernel-") as kernels:
         os.environ["JUPYTER_PATH"] = os.pathsep.join(
             filter(None, [str(_kernel_spec_dir(pathlib.Path(kernels))), os.environ.get("JUPYTER_PATH")])

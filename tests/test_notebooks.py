@@ -9,9 +9,12 @@ Colab badge of the repository declared in pyproject.toml.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -45,6 +48,31 @@ def test_there_are_notebooks():
 
 def test_the_install_cell_installs_from_the_declared_repository():
     assert f'"jaxcnn @ git+{REPOSITORY}"' in INSTALL_CELL
+
+
+def _run_install_cell(monkeypatch, *, importable: bool) -> list[list[str]]:
+    """Execute the install cell with pip replaced by a recorder; returns the commands it ran."""
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec",
+        lambda name, *args: (find_spec(name, *args) if importable or name != "jaxcnn" else None),
+    )
+    exec(compile(INSTALL_CELL, "colab/install_cell.py", "exec"), {})  # noqa: S102 - our own cell
+    return commands
+
+
+def test_install_cell_is_a_no_op_where_jaxcnn_is_importable(monkeypatch):
+    assert _run_install_cell(monkeypatch, importable=True) == []
+
+
+def test_install_cell_installs_an_uploaded_wheel_else_the_repository(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    assert _run_install_cell(monkeypatch, importable=False) == [pip + [f"jaxcnn @ git+{REPOSITORY}"]]
+    (tmp_path / "jaxcnn-0.1.0-py3-none-any.whl").write_bytes(b"")
+    assert _run_install_cell(monkeypatch, importable=False) == [pip + ["jaxcnn-0.1.0-py3-none-any.whl"]]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -87,6 +115,18 @@ def test_committed_with_outputs(path):
         if output.get("output_type") == "error"
     ]
     assert not errors, f"{path.name}: committed with an error output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_plots_are_in_the_outputs(path):
+    """A notebook that plots keeps its figures (executed with the inline backend, not plain Agg)."""
+    cells = _cells(path, "code")
+    plotting = [index for index, cell in enumerate(cells) if "plt.show()" in _source(cell)]
+    without_figure = [
+        index for index in plotting
+        if not any("image/png" in output.get("data", {}) for output in cells[index].get("outputs", []))
+    ]
+    assert not without_figure, f"{path.name}: code cells {without_figure} call plt.show() but hold no figure"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
