@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 
 import pytest
 from packaging.requirements import Requirement
@@ -115,3 +116,22 @@ def test_install_plan_keeps_a_newer_jax_and_its_plugin(tmp_path):
     assert result.returncode == 0, f"pip could not plan the install:\n{result.stdout}\n{result.stderr}"
     plan = {item["metadata"]["name"]: item["metadata"]["version"] for item in json.loads(report.read_text())["install"]}
     assert plan == {"jaxcnn": PYPROJECT["project"]["version"]}, plan
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a virtual environment (make test's .venv)")
+def test_the_wheel_for_colab_holds_the_package_and_declares_the_repository(tmp_path):
+    """What `make wheel` builds (the file a notebook's install cell installs when it is uploaded)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("jaxcnn-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(f"jaxcnn-{PYPROJECT['project']['version']}.dist-info/METADATA").decode()
+    assert {"jaxcnn/__init__.py", "jaxcnn/train/loop.py", "jaxcnn/native/onednn_conv.cc"} <= names
+    assert not any(name.startswith(("tests/", "colab/", "experiments/")) for name in names)
+    assert f"Project-URL: Repository, {repository_url()}" in metadata
+    assert "Requires-Dist: jax>=0.10\n" in metadata
