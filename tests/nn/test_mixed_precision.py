@@ -25,6 +25,7 @@ LAYERS = {
     "LayerNorm": lambda dtype: jnn.LayerNorm(dtype=dtype),
     "InstanceNorm": lambda dtype: jnn.InstanceNorm(dtype=dtype),
     "LocalResponseNorm": lambda dtype: jnn.LocalResponseNorm(size=3, dtype=dtype),
+    "Subsampling": lambda dtype: jnn.Subsampling(2, 2, dtype=dtype),
 }
 
 
