@@ -102,6 +102,7 @@ def test_report_structure_and_derived_numbers(tiny_report):
             assert result["ratio"][phase] == pytest.approx(
                 result["jax"][phase]["images_per_s"] / result["torch"][phase]["images_per_s"])
         assert result["torch"]["threads"] >= 1 and result["torch"]["channels_last"] is False
+        assert result["torch"]["device"] == "cpu"
     else:
         assert result["torch"] is None and result["ratio"] is None
     layers = report["layers"]["lenet5"]
@@ -150,6 +151,7 @@ def test_cli_bench_writes_json_and_rejects_bad_settings(tmp_path, capsys):
         (dict(warmup=-1), "warmup must be an int >= 0"),
         (dict(pause=-0.1), r"pause must be a number of seconds in \[0, 10\]"),
         (dict(models=("alexnet",), with_torch=True), "no PyTorch twin for alexnet"),
+        (dict(with_torch=True, torch_device="tpu"), "torch_device must be 'cpu' or 'cuda'"),
     ],
 )
 def test_settings_errors_name_the_problem(kwargs, match):

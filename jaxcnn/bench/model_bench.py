@@ -53,6 +53,7 @@ def benchmark_model(
     pause: float = 0.5,
     with_torch: bool = True,
     torch_channels_last: bool = False,
+    torch_device: str = "cpu",
     peak_gflops: float | None = None,
     seed: int = 0,
 ) -> dict:
@@ -66,6 +67,8 @@ def benchmark_model(
       with_torch: also time the PyTorch twin and report JAX/PyTorch ratios.
       torch_channels_last: run PyTorch in ``channels_last`` memory format
         (default: PyTorch's default NCHW).
+      torch_device: where the PyTorch twin runs: ``"cpu"`` or ``"cuda"`` (the GPU
+        JAX uses, for a like-for-like comparison on an accelerator).
       peak_gflops: the machine's measured matmul GFLOP/s, for ``peak_fraction``.
       seed: data and init seed.
 
@@ -138,7 +141,8 @@ def benchmark_model(
     torch_info = None
     if with_torch:
         torch_runners, torch_info = _torch_runners(
-            name, images, labels, num_classes, params, channels_last=torch_channels_last
+            name, images, labels, num_classes, params, channels_last=torch_channels_last,
+            device=torch_device,
         )
         runners.update(torch_runners)
 
@@ -175,8 +179,12 @@ def benchmark_model(
     return result
 
 
-def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_last):
-    """``({"torch_train": run, "torch_eval": run}, info)`` for the twin of ``name``."""
+def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_last, device="cpu"):
+    """``({"torch_train": run, "torch_eval": run}, info)`` for the twin of ``name`` on ``device``.
+
+    On a CUDA device each run ends with ``torch.cuda.synchronize()`` (kernels are
+    asynchronous there, as JAX's are until ``block_until_ready``).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -191,9 +199,10 @@ def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_la
             f"model has {jax_params:,}; the comparison would not be like for like"
         )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
-    y = torch.from_numpy(labels).long()
+    model = model.to(device=device, memory_format=memory_format)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(memory_format=memory_format).to(device)
+    y = torch.from_numpy(labels).long().to(device)
+    synchronize = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
 
     def torch_train(iterations: int) -> None:
@@ -206,6 +215,7 @@ def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_la
             optimizer.step()
             accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
         float(loss.detach()), float(accuracy)
+        synchronize()
 
     def torch_eval(iterations: int) -> None:
         model.eval()
@@ -216,7 +226,8 @@ def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_la
                 accuracy = (logits.argmax(dim=1) == y).float().mean()
         model.train()
         float(loss.detach()), float(accuracy)
+        synchronize()
 
     info = {"threads": torch.get_num_threads(), "channels_last": channels_last,
-            "version": torch.__version__}
+            "version": torch.__version__, "device": str(device)}
     return {"torch_train": torch_train, "torch_eval": torch_eval}, info

@@ -33,6 +33,7 @@ class BenchSettings:
       rounds, iterations, warmup, pause: interleaved timing (:func:`jaxcnn.bench.timing.interleave`).
       with_torch: compare with the PyTorch twins (needs torch).
       torch_channels_last: PyTorch in channels_last memory format instead of NCHW.
+      torch_device: where PyTorch runs, ``"cpu"`` or ``"cuda"`` (JAX uses its default backend).
       threads: PyTorch intra-op threads (XLA uses every core by itself).
       matmul_size: side of the square fp32 GEMM that measures the peak.
       per_layer: also time every distinct conv layer of every model.
@@ -49,6 +50,7 @@ class BenchSettings:
     pause: float = 0.5
     with_torch: bool = True
     torch_channels_last: bool = False
+    torch_device: str = "cpu"
     threads: int = os.cpu_count() or 1
     matmul_size: int = 2048
     per_layer: bool = False
@@ -82,6 +84,8 @@ class BenchSettings:
 
             if not torch_available():
                 raise ValueError("PyTorch is not installed; install it or pass --no-torch")
+            if self.torch_device not in ("cpu", "cuda"):
+                raise ValueError(f"torch_device must be 'cpu' or 'cuda', got {self.torch_device!r}")
             missing = [name for name in self.models if name not in TORCH_MODELS]
             if missing:
                 raise ValueError(
@@ -130,6 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time JAX only (no PyTorch comparison)")
     add("--torch-channels-last", action="store_true",
         help="run PyTorch in channels_last memory format (default: NCHW)")
+    add("--torch-device", default="cpu", choices=("cpu", "cuda"),
+        help="where PyTorch runs (cuda: the GPU, to compare with JAX on it); default: cpu")
     add("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
         help="PyTorch threads; default: the number of cores (%(default)s)")
     add("--matmul-size", type=int, default=defaults["matmul_size"].default, metavar="N",
@@ -160,6 +166,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         pause=args.pause,
         with_torch=args.with_torch,
         torch_channels_last=args.torch_channels_last,
+        torch_device=args.torch_device,
         threads=args.threads,
         matmul_size=args.matmul_size,
         per_layer=args.per_layer,
@@ -223,6 +230,8 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
             "platform": platform.platform(),
             "jax": jax.__version__,
             "jaxlib": jaxlib.__version__,
+            "jax_devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "torch_device": settings.torch_device if settings.with_torch else None,
             "torch": torch_version,
             "load_average_start": load_average(),
         },
@@ -230,7 +239,8 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
     }
     say(f"matmul peak ({settings.matmul_size}x{settings.matmul_size} fp32)")
     report["matmul"] = matmul_peak(settings.matmul_size, rounds=max(3, settings.rounds // 2),
-                                   with_torch=settings.with_torch, pause=settings.pause)
+                                   with_torch=settings.with_torch, pause=settings.pause,
+                                   torch_device=settings.torch_device)
     peak = report["matmul"]["peak_gflops"]
     report["models"] = []
     for name in settings.models:
@@ -241,7 +251,8 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
                     name, batch_size=batch_size, rounds=settings.rounds,
                     iterations=settings.iterations, warmup=settings.warmup, pause=settings.pause,
                     with_torch=settings.with_torch,
-                    torch_channels_last=settings.torch_channels_last, peak_gflops=peak,
+                    torch_channels_last=settings.torch_channels_last,
+                    torch_device=settings.torch_device, peak_gflops=peak,
                 )
             )
     report["layers"] = {}
@@ -269,7 +280,9 @@ def format_report(report: dict) -> str:
     load = [machine.get("load_average_start"), machine.get("load_average_end")]
     lines = [
         f"{machine['cpus']} CPUs ({machine['processor']}), jax {machine['jax']}"
+        + (f" on {machine['jax_devices']}" if machine.get("jax_devices") else "")
         + (f", torch {machine['torch']}" if machine["torch"] else "")
+        + (f" on {machine['torch_device']}" if machine.get("torch_device") not in (None, "cpu") else "")
         + (f"; load average {load[0]:.1f} -> {load[1]:.1f}" if None not in load else ""),
         f"fp32 matmul {matmul['size']}^2: XLA {matmul['xla_gflops']:.0f} GFLOP/s"
         + (f", PyTorch {matmul['torch_gflops']:.0f} GFLOP/s" if matmul["torch_gflops"] else "")

@@ -78,11 +78,12 @@ def load_average() -> float | None:
 
 
 def matmul_peak(size: int = 2048, *, rounds: int = 5, with_torch: bool = True,
-                pause: float = 0.0) -> dict:
+                pause: float = 0.0, torch_device: str = "cpu") -> dict:
     """Achieved fp32 GFLOP/s of a ``size x size`` matrix product, via XLA and via PyTorch.
 
     ``2 * size**3`` floating-point operations per product; the median over
-    ``rounds`` interleaved rounds (``pause`` as in :func:`interleave`). This is
+    ``rounds`` interleaved rounds (``pause`` as in :func:`interleave`); PyTorch
+    runs on ``torch_device`` (``"cpu"`` or ``"cuda"``). This is
     the practical peak the model
     benchmarks compare against (a large square GEMM is as close to the
     hardware's peak as either library gets).
@@ -110,11 +111,13 @@ def matmul_peak(size: int = 2048, *, rounds: int = 5, with_torch: bool = True,
     if with_torch:
         import torch
 
-        a_torch, b_torch = torch.from_numpy(a), torch.from_numpy(b)
+        a_torch, b_torch = torch.from_numpy(a).to(torch_device), torch.from_numpy(b).to(torch_device)
+        synchronize = torch.cuda.synchronize if str(torch_device).startswith("cuda") else (lambda: None)
 
         def run_torch(iterations: int) -> None:
             for _ in range(iterations):
                 torch.mm(a_torch, b_torch)
+            synchronize()
 
         runners["torch"] = run_torch
     seconds = interleave(runners, rounds=rounds, iterations=1, warmup=1, pause=pause)

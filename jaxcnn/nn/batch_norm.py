@@ -15,7 +15,9 @@ __all__ = ["BatchNorm"]
 class BatchNorm(nn.Module):
     """Batch norm over the channel (last) axis; calls :func:`jaxcnn.functional.batch_norm.batch_norm`.
 
-    Shapes: x ``(N, ..., C)`` (``(N, C)``, NLC, NHWC, NDHWC) -> same shape and dtype.
+    Shapes: x ``(N, ..., C)`` (``(N, C)``, NLC, NHWC, NDHWC) -> same shape, and
+    dtype ``dtype`` (None: ``x``'s). Statistics are computed in float32 whatever
+    the input's dtype (mixed precision: bf16 activations, f32 statistics).
 
     Variables:
       ``params``: ``scale`` ``(C,)`` (gamma, ``scale_init``, ones by default --
@@ -43,6 +45,7 @@ class BatchNorm(nn.Module):
     scale_init: Callable = nn.initializers.ones
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -74,4 +77,4 @@ class BatchNorm(nn.Module):
         if train and not self.is_initializing():
             mean.value = new_state["mean"]
             var.value = new_state["var"]
-        return y
+        return y if self.dtype is None else y.astype(self.dtype)

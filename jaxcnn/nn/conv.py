@@ -17,6 +17,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 
 from jaxcnn.functional import conv as conv_ops
 from jaxcnn.functional._checks import ACTIVATION_LAYOUTS, as_tuple
@@ -82,6 +83,8 @@ class Conv(nn.Module):
       kernel_init, bias_init: Flax initializers ``(key, shape, dtype) -> array``;
         He normal (a conv is usually followed by a ReLU) and zeros by default.
       param_dtype: dtype of the parameters.
+      dtype: computation dtype (e.g. ``jnp.bfloat16``): input, kernel and bias are cast to it
+        and the output has it; None: their promoted dtype. Parameters stay ``param_dtype``.
     """
 
     summary_kind: ClassVar[str] = "conv"
@@ -97,6 +100,7 @@ class Conv(nn.Module):
     kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -120,6 +124,7 @@ class Conv(nn.Module):
             if self.use_bias
             else None
         )
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         return _CONV_BY_NDIM[ndim](
             x,
             kernel,
@@ -175,6 +180,8 @@ class ConnectionTableConv(nn.Module):
     are then scaled by ``1 / sqrt(len(connections[o]))``, so each map starts
     with the variance ``kernel_init`` gives a conv with its true fan-in
     ``KH * KW * len(connections[o])`` (for variance-scaling inits such as He).
+
+    ``dtype``: computation dtype as in :class:`Conv` (None: the promoted dtype).
     """
 
     summary_kind: ClassVar[str] = "conv"
@@ -190,6 +197,7 @@ class ConnectionTableConv(nn.Module):
     kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
 
     @property
     def features(self) -> int:
@@ -218,6 +226,7 @@ class ConnectionTableConv(nn.Module):
             if self.use_bias
             else None
         )
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         return conv_ops.conv2d(
             x, kernel, bias, stride=self.stride, padding=self.padding, impl=resolve_impl(self.impl)
         )

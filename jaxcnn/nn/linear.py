@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 from flax import linen as nn
 
 from jaxcnn.functional.init import lecun_normal
@@ -41,7 +42,9 @@ class Dense(nn.Module):
     ``init``, so a classifier head needs no hard-coded flatten size.
 
     ``kernel_init`` defaults to LeCun normal, ``bias_init`` to zeros (see the
-    module docstring for why not He normal).
+    module docstring for why not He normal). ``dtype`` is the computation
+    dtype (e.g. ``jnp.bfloat16``): input, kernel and bias are cast to it and the
+    output has it; None: their promoted dtype. Parameters stay ``param_dtype``.
     """
 
     summary_kind: ClassVar[str] = "dense"
@@ -51,16 +54,17 @@ class Dense(nn.Module):
     kernel_init: Callable = lecun_normal
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x):
         if getattr(x, "ndim", 0) < 1:
             raise ValueError(f"Dense expects an input (..., features_in), got shape {getattr(x, 'shape', x)}")
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = jnp.dot(x, kernel)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        return y
+        return y if bias is None else y + bias
 
 
 class Flatten(nn.Module):

@@ -12,6 +12,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 
 from jaxcnn.functional import local as local_ops
 from jaxcnn.functional._checks import as_tuple, positive_tuple
@@ -47,6 +48,8 @@ class _UnsharedConv(nn.Module):
     kernel_init: Callable = he_normal
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    # Computation dtype: input, kernel and bias are cast to it; None: their promoted dtype.
+    dtype: jnp.dtype | None = None
 
     def kernel_and_bias(self, x, grid_shape):
         """Params ``kernel (*grid, KH, KW, C, O)`` and ``bias (*grid, O)`` (or None)."""
@@ -83,6 +86,7 @@ class LocallyConnected2D(_UnsharedConv):
             x.shape, (*kernel_hw, x.shape[-1], self.features), stride=self.stride, padding=self.padding
         )
         kernel, bias = self.kernel_and_bias(x, out_shape[1:3])
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         return local_ops.locally_connected2d(x, kernel, bias, stride=self.stride, padding=self.padding)
 
 
@@ -101,4 +105,5 @@ class TiledConv2D(_UnsharedConv):
     def __call__(self, x):
         tiles = positive_tuple(self.tiles, 2, "tiles")
         kernel, bias = self.kernel_and_bias(x, tiles)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         return local_ops.tiled_conv2d(x, kernel, bias, stride=self.stride, padding=self.padding)

@@ -3,12 +3,17 @@
 Group, layer and instance norm use each example's own statistics, so they
 behave the same in training and inference and take no ``train`` argument.
 Their affine parameters are ``scale`` and ``bias`` of shape ``(C,)``.
+
+Each module has a ``dtype`` (None: the input's): the statistics are computed
+in float32 and the output is cast to ``dtype``, so bfloat16 activations are
+normalised with float32 means and variances.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -27,6 +32,13 @@ class _AffineNorm(nn.Module):
     scale_init: Callable = nn.initializers.ones
     bias_init: Callable = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
+
+    def normalize(self, op, x, *args):
+        """``op(x, *args)`` in float32 (x and parameters), cast to ``dtype`` (None: x's)."""
+        out_dtype = self.dtype or x.dtype
+        args = [jax.tree.map(lambda p: p.astype(jnp.float32), a) if isinstance(a, dict) else a for a in args]
+        return op(jnp.asarray(x, jnp.float32), *args).astype(out_dtype)
 
     def affine_params(self, x):
         if not self.use_affine:
@@ -52,7 +64,7 @@ class GroupNorm(_AffineNorm):
 
     @nn.compact
     def __call__(self, x):
-        return norm_ops.group_norm(x, self.affine_params(x), self.num_groups, self.eps)
+        return self.normalize(norm_ops.group_norm, x, self.affine_params(x), self.num_groups, self.eps)
 
 
 class LayerNorm(_AffineNorm):
@@ -60,7 +72,7 @@ class LayerNorm(_AffineNorm):
 
     @nn.compact
     def __call__(self, x):
-        return norm_ops.layer_norm(x, self.affine_params(x), self.eps)
+        return self.normalize(norm_ops.layer_norm, x, self.affine_params(x), self.eps)
 
 
 class InstanceNorm(_AffineNorm):
@@ -68,7 +80,7 @@ class InstanceNorm(_AffineNorm):
 
     @nn.compact
     def __call__(self, x):
-        return norm_ops.instance_norm(x, self.affine_params(x), self.eps)
+        return self.normalize(norm_ops.instance_norm, x, self.affine_params(x), self.eps)
 
 
 class LocalResponseNorm(nn.Module):
@@ -86,7 +98,10 @@ class LocalResponseNorm(nn.Module):
     alpha: float = 1e-4
     beta: float = 0.75
     k: float = 2.0
+    dtype: jnp.dtype | None = None  # output dtype (None: x's); computed in float32
 
     @nn.compact
     def __call__(self, x):
-        return norm_ops.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        out_dtype = self.dtype or x.dtype
+        y = norm_ops.local_response_norm(jnp.asarray(x, jnp.float32), self.size, self.alpha, self.beta, self.k)
+        return y.astype(out_dtype)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 
 from jaxcnn.functional import pool as pool_ops
 
@@ -105,18 +106,21 @@ class Subsampling(_WindowPool):
 
     Shapes: x ``(N, H, W, C)``; params ``coef`` ``(C,)`` and ``bias`` ``(C,)``
     (``2 * C`` parameters); output ``(N, H', W', C)`` with
-    ``H' = floor((H + top + bottom - KH) / SH) + 1``.
+    ``H' = floor((H + top + bottom - KH) / SH) + 1``. ``dtype``: computation
+    dtype (input, ``coef`` and ``bias`` cast to it; None: their promoted dtype).
     """
 
     window: int | Sequence[int] = 2
     stride: int | Sequence[int] = 2
     padding: int | str | Sequence = 0
     param_dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x):
-        pooled = pool_ops.avg_pool2d(x, self.window, self.stride, self.padding)
         channels = x.shape[-1]
         coef = self.param("coef", nn.initializers.ones, (channels,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (channels,), self.param_dtype)
+        x, coef, bias = promote_dtype(x, coef, bias, dtype=self.dtype)
+        pooled = pool_ops.avg_pool2d(x, self.window, self.stride, self.padding)
         return pooled * coef + bias

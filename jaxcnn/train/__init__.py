@@ -3,7 +3,8 @@
 Public API (see each module's docstrings):
     state.py       TrainState, create_train_state
     steps.py       train_step, eval_step (jax.jit; train_step donates the state)
-    parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step
+    parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step,
+                   synchronize_batch_norm
     sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning
@@ -24,6 +25,7 @@ from jaxcnn.train.parallel import (
     pmap_train_step,
     replicate,
     shard,
+    synchronize_batch_norm,
     unreplicate,
 )
 from jaxcnn.train.sharded import (

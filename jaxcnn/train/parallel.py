@@ -5,21 +5,16 @@ The global batch ``(B, ...)`` is split into ``(devices, B / devices, ...)`` by
 are averaged across devices with ``lax.pmean`` over the axis ``BATCH_AXIS``
 (``"batch"``), so every replica applies the same update.
 
-Batch norm must be synchronised too, or the update depends on the device
-count: each BatchNorm has to compute its mean and variance over the global
-batch. That is a property of the model, not of the step: its BatchNorm layers
-need ``axis_name=BATCH_AXIS``. jaxcnn models with batch norm take it as the
-field ``bn_axis_name`` (``models.get("resnet20", bn_axis_name=BATCH_AXIS)``, or
-``model.clone(bn_axis_name=BATCH_AXIS)``); the variables do not depend on it, so
-the usual recipe is::
-
-    state = create_train_state(model, tx, key, sample)       # bn_axis_name=None
-    synced = state.replace(apply_fn=model.clone(bn_axis_name=BATCH_AXIS).apply)
-    replicated = replicate(synced)
-
-A model with the axis name only trains inside ``pmap``; evaluation and
-checkpoint restore on one device use the state with the plain model. A model
-without batch norm needs nothing.
+Batch norm is synchronised too, or the update would depend on the device
+count: each BatchNorm must compute its mean and variance over the global
+batch, i.e. with ``axis_name=BATCH_AXIS``. That is a property of the model;
+jaxcnn models with batch norm take it as the field ``bn_axis_name``.
+:func:`pmap_train_step` sets it by itself (:func:`synchronize_batch_norm`):
+a state built from plain ``models.get(name)`` trains with global statistics,
+and the state it returns keeps the caller's ``apply_fn``, so evaluation and
+checkpoints on one device work unchanged. A model with batch statistics but no
+``bn_axis_name`` field is refused with a ValueError rather than trained with
+per-device statistics.
 
 ``jax.jit`` with ``NamedSharding`` (``sharded.py``) is the modern alternative
 and needs no axis name in the model.
@@ -28,6 +23,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,6 +122,49 @@ _pmap_eval_step = jax.pmap(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _synchronized_apply(apply_fn, axis_name: str):
+    """``apply_fn``'s module rebuilt with ``bn_axis_name=axis_name``; cached, so that the
+    step's static ``apply_fn`` (part of pmap's cache key) is the same object every call."""
+    return apply_fn.__self__.clone(bn_axis_name=axis_name).apply
+
+
+def synchronize_batch_norm(state, axis_name: str = BATCH_AXIS):
+    """``state`` with an ``apply_fn`` whose batch norm averages statistics over ``axis_name``.
+
+    A state without batch statistics is returned as it is. Otherwise
+    ``state.apply_fn`` must be the ``apply`` of a Flax module with a
+    ``bn_axis_name`` field (every jaxcnn model with batch norm has one): when
+    it is None the module is cloned with ``bn_axis_name=axis_name`` (the
+    variables do not depend on it); when it is already ``axis_name`` nothing
+    changes.
+
+    Raises:
+      ValueError: the state has batch statistics and its model has no
+        ``bn_axis_name`` field, or one set to another axis: under ``pmap``
+        each device would normalise with its own statistics.
+    """
+    if not state.batch_stats:
+        return state
+    module = getattr(state.apply_fn, "__self__", None)
+    if not isinstance(module, nn.Module) or not hasattr(module, "bn_axis_name"):
+        what = type(module).__name__ if isinstance(module, nn.Module) else repr(state.apply_fn)
+        raise ValueError(
+            f"the state's model ({what}) has batch norm but no bn_axis_name field, so under pmap "
+            "each device would normalise with its own batch statistics; give the model a "
+            f"bn_axis_name field passed to its BatchNorm layers' axis_name, or use "
+            "sharded_train_step (jit + NamedSharding), which needs no axis name"
+        )
+    if module.bn_axis_name == axis_name:
+        return state
+    if module.bn_axis_name is not None:
+        raise ValueError(
+            f"the state's model has bn_axis_name={module.bn_axis_name!r}, but pmap's axis is "
+            f"{axis_name!r}; build it with bn_axis_name=None or {axis_name!r}"
+        )
+    return state.replace(apply_fn=_synchronized_apply(state.apply_fn, axis_name))
+
+
 def _check_sharded(state, images, labels) -> None:
     devices = jax.tree.leaves(state.params)[0].shape[0] if jax.tree.leaves(state.params) else None
     for name, value in (("images", images), ("labels", labels)):
@@ -145,9 +184,10 @@ def pmap_train_step(replicated_state, sharded_images, sharded_labels):
     """One data-parallel update under ``pmap`` (axis ``"batch"``); the state is donated.
 
     Equivalent to :func:`jaxcnn.train.train_step` on the global batch (up to
-    float reordering) when the model's BatchNorm uses ``axis_name="batch"``:
-    gradients and metrics are ``pmean``-averaged, and batch statistics are
-    global. Each device folds its index into the dropout key.
+    float reordering): gradients and metrics are ``pmean``-averaged, and batch
+    statistics are global (:func:`synchronize_batch_norm` is applied for the
+    step; the returned state keeps the ``apply_fn`` it was given). Each device
+    folds its index into the dropout key.
 
     Args:
       replicated_state: ``replicate(state)``; leaves ``(devices, *S)``.
@@ -157,9 +197,15 @@ def pmap_train_step(replicated_state, sharded_images, sharded_labels):
     Returns:
       ``(replicated_state, metrics)`` with metrics ``{"loss", "accuracy"}`` of
       shape ``(devices,)`` (identical entries: the global-batch means).
+
+    Raises:
+      ValueError: unsharded or mismatched inputs; a model with batch norm that
+        cannot be synchronised (see :func:`synchronize_batch_norm`).
     """
     _check_sharded(replicated_state, sharded_images, sharded_labels)
-    return _pmap_train_step(replicated_state, sharded_images, sharded_labels)
+    synced = synchronize_batch_norm(replicated_state)
+    new_state, metrics = _pmap_train_step(synced, sharded_images, sharded_labels)
+    return new_state.replace(apply_fn=replicated_state.apply_fn), metrics
 
 
 def pmap_eval_step(replicated_state, sharded_images, sharded_labels):

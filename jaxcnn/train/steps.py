@@ -47,6 +47,8 @@ def check_batch(images, labels) -> None:
 
 
 def _metrics(logits, labels) -> dict:
+    # Softmax and loss in float32 whatever the model computes in (bf16 mixed precision).
+    logits = jnp.asarray(logits, jnp.float32)
     # jnp.mean also accepts a per-example loss vector: the mean is the contract.
     loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)

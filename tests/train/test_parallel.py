@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxcnn import models
 from jaxcnn.models import resnet
+from jaxcnn.train import parallel
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.optim import make_optimizer
 from jaxcnn.train.parallel import (
@@ -25,6 +27,7 @@ from jaxcnn.train.parallel import (
     pmap_train_step,
     replicate,
     shard,
+    synchronize_batch_norm,
     unreplicate,
 )
 from jaxcnn.train.sharded import (
@@ -77,9 +80,10 @@ def setup():
 
 @pytest.fixture(scope="module")
 def pmap_result(setup):
-    synced = _copy(setup["state0"]).replace(apply_fn=_model(BATCH_AXIS).apply)
+    # The state exactly as create_train_state builds it (bn_axis_name=None): pmap_train_step
+    # synchronises batch norm by itself.
     replicated, metrics = pmap_train_step(
-        replicate(synced), shard(setup["images"]), shard(setup["labels"])
+        replicate(_copy(setup["state0"])), shard(setup["images"]), shard(setup["labels"])
     )
     return replicated, metrics
 
@@ -121,9 +125,32 @@ def test_pmap_step_on_4_devices_equals_the_1_device_step(setup, pmap_result):
     _assert_equivalent(setup, unreplicate(replicated), metrics)
 
 
+def test_pmap_step_returns_the_callers_apply_fn_and_does_not_retrace(setup, pmap_result):
+    replicated, _ = pmap_result
+    assert replicated.apply_fn is setup["state0"].apply_fn  # one-device eval/train still work
+    # The synchronised clone is cached: a second step hits pmap's cache instead of retracing.
+    # (The second call may compile once more: its state comes out of pmap, not replicate().)
+    second, _ = pmap_train_step(_copy(replicated), shard(setup["images"]), shard(setup["labels"]))
+    compiles = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        again, _ = pmap_train_step(second, shard(setup["images"]), shard(setup["labels"]))
+        jax.block_until_ready(again)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+    assert int(np.asarray(again.step)[0]) == 3
+
+
 def test_pmap_without_synchronised_batch_norm_fails_the_equivalence(setup):
-    """Negative control: the same check must catch per-device batch statistics."""
-    replicated, _ = pmap_train_step(
+    """Negative control: the same check must catch per-device batch statistics (the raw pmap,
+    bypassing the synchronisation that pmap_train_step applies)."""
+    replicated, _ = parallel._pmap_train_step(
         replicate(_copy(setup["state0"])), shard(setup["images"]), shard(setup["labels"])
     )
     state0, single = setup["state0"], setup["single"]
@@ -268,3 +295,44 @@ def test_sharded_step_keeps_convolutions_partitionable(setup):
         assert "all-gather(" not in hlo
     single = train_step.lower(setup["state0"], setup["images"], setup["labels"]).compile().as_text()
     assert ("jaxcnn_onednn_conv_bwd_weights" in single) == native.available()
+
+
+# ------------------------------------------------------- batch norm by construction
+def test_every_zoo_model_with_batch_norm_can_be_synchronised():
+    """What pmap_train_step relies on: a model with batch statistics has a bn_axis_name field."""
+    with_batch_norm = []
+    for name in models.names():
+        model = models.get(name, num_classes=10)
+        sample = jnp.zeros((1, *models.input_shape(name)), jnp.float32)
+        variables = jax.eval_shape(lambda x, model=model: model.init(jax.random.PRNGKey(0), x), sample)
+        if variables.get("batch_stats"):
+            with_batch_norm.append(name)
+            assert getattr(model, "bn_axis_name", "missing") is None, name
+    assert "resnet20" in with_batch_norm and "resnet50" in with_batch_norm
+
+
+def test_synchronize_batch_norm_clones_only_when_needed(setup):
+    state = setup["state0"]
+    synced = synchronize_batch_norm(state)
+    assert synced.apply_fn.__self__.bn_axis_name == BATCH_AXIS
+    assert synchronize_batch_norm(synced).apply_fn is synced.apply_fn
+    assert synchronize_batch_norm(state).apply_fn is synced.apply_fn  # cached clone
+    other = state.replace(apply_fn=_model("devices").apply)
+    with pytest.raises(ValueError, match="bn_axis_name='devices', but pmap's axis is 'batch'"):
+        synchronize_batch_norm(other)
+
+
+def test_pmap_refuses_a_model_whose_batch_norm_cannot_be_synchronised():
+    import flax.linen as nn
+
+    class NoAxisField(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            return nn.Dense(4)(x.reshape((x.shape[0], -1)))
+
+    images = jnp.ones((DEVICES * 2, 4, 4, 1), jnp.float32)
+    labels = jnp.zeros((DEVICES * 2,), jnp.int32)
+    state = create_train_state(NoAxisField(), make_optimizer("sgd", 0.1), jax.random.PRNGKey(0), images[:1])
+    with pytest.raises(ValueError, match="NoAxisField.* has batch norm but no bn_axis_name field"):
+        pmap_train_step(replicate(state), shard(images), shard(labels))
