@@ -84,7 +84,7 @@ def conv_layers(model, input_shape, *, unique: bool = True) -> list[ConvLayer]:
     import jax.numpy as jnp
     from flax import linen as nn
 
-    from jaxcnn.functional._checks import as_tuple, explicit_padding, positive_tuple
+    from jaxcnn.functional.args import as_tuple, explicit_padding, positive_tuple
     from jaxcnn.nn.conv import ConnectionTableConv, Conv
 
     found: list[ConvLayer] = []

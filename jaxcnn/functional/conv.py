@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import (
+from jaxcnn.functional.args import (
     KERNEL_LAYOUTS,
     check_ndim,
     check_window_fits,

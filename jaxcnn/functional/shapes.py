@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
-from jaxcnn.functional._checks import (
+from jaxcnn.functional.args import (
     ACTIVATION_LAYOUTS,
     KERNEL_LAYOUTS,
     check_window_fits,

@@ -19,7 +19,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxcnn.functional import conv as conv_ops
-from jaxcnn.functional._checks import ACTIVATION_LAYOUTS, as_tuple
+from jaxcnn.functional.args import ACTIVATION_LAYOUTS, as_tuple
 from jaxcnn.functional.init import he_normal
 
 __all__ = ["DEFAULT_CONV_IMPL", "Conv", "ConnectionTableConv", "LECUN_C3_TABLE"]

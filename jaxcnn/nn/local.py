@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional import local as local_ops
-from jaxcnn.functional._checks import as_tuple, positive_tuple
+from jaxcnn.functional.args import as_tuple, positive_tuple
 from jaxcnn.functional.init import he_normal
 from jaxcnn.functional.shapes import conv_output_shape
 

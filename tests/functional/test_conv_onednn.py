@@ -77,7 +77,7 @@ def test_forward_and_both_gradients_match_torch(x_shape, w_shape, stride, paddin
 
 def conv_onednn_pads(x_shape, w_shape, stride, padding):
     """The explicit ((top, bottom), (left, right)) conv2d resolves ``padding`` to."""
-    from jaxcnn.functional._checks import explicit_padding
+    from jaxcnn.functional.args import explicit_padding
 
     strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
     return explicit_padding(padding, x_shape[1:3], w_shape[:2], strides, (1, 1))
