@@ -37,8 +37,9 @@ class BenchSettings:
       matmul_size: side of the square fp32 GEMM that measures the peak.
       per_layer: also time every distinct conv layer of every model.
       impls: conv implementations for ``per_layer``.
-      conv_impl: if set, assigned to ``jaxcnn.nn.conv.DEFAULT_CONV_IMPL``
-        before the models are built (to measure an alternative default).
+      conv_impl: if set, every model is built with ``models.get(name,
+        conv_impl=conv_impl)`` (to measure an alternative to the default,
+        :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`).
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -139,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--impls", type=_comma_list(str), default=None, metavar="A,B",
         help="conv implementations for --per-layer; default: all")
     add("--conv-impl", default=None, metavar="IMPL",
-        help="use this conv implementation as the models' default (to measure alternatives)")
+        help="build every model with this conv_impl (to measure alternatives); default: the models' own")
     add("--json", dest="json_path", default=None, metavar="PATH",
         help="also write the full report (every round's time) as JSON")
 
@@ -182,10 +183,9 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
          "models": [benchmark_model(...) per model and batch size],
          "layers": {model: benchmark_conv_layers(...)}   # {} without per_layer}
     """
-    import jax
+    from jaxcnn.native.malloc import keep_freed_memory
 
-    from jaxcnn.nn import conv as nn_conv
-
+    keep_freed_memory()  # what `jaxcnn train` runs with; see jaxcnn.native.malloc
     say = log or (lambda message: None)
     torch_version = None
     if settings.with_torch:
@@ -193,17 +193,7 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
 
         torch.set_num_threads(settings.threads)
         torch_version = torch.__version__
-    previous_default = nn_conv.DEFAULT_CONV_IMPL
-    if settings.conv_impl is not None:
-        nn_conv.DEFAULT_CONV_IMPL = settings.conv_impl
-        jax.clear_caches()  # jitted steps traced with the old default must not be reused
-    try:
-        report = _measure(settings, torch_version, say)
-    finally:
-        if settings.conv_impl is not None:
-            nn_conv.DEFAULT_CONV_IMPL = previous_default
-            jax.clear_caches()
-    return report
+    return _measure(settings, torch_version, say)
 
 
 def _measure(settings: BenchSettings, torch_version, say) -> dict:
@@ -242,6 +232,7 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
                     iterations=settings.iterations, warmup=settings.warmup, pause=settings.pause,
                     with_torch=settings.with_torch,
                     torch_channels_last=settings.torch_channels_last, peak_gflops=peak,
+                    conv_impl=settings.conv_impl,
                 )
             )
     report["layers"] = {}
