@@ -202,7 +202,7 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
     import jaxlib
 
     from jaxcnn import models, summary
-    from jaxcnn.bench.layer_bench import benchmark_conv_layers, conv_layers
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers
     from jaxcnn.bench.model_bench import benchmark_model
     from jaxcnn.bench.timing import load_average, matmul_peak
 
@@ -238,11 +238,10 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
     report["layers"] = {}
     if settings.per_layer:
         for name in settings.models:
-            _, height, width, channels = summary.default_input_shape(name)
-            shape = (settings.batch_sizes[0], height, width, channels)
+            shape = (settings.batch_sizes[0], *models.input_shape(name))
             say(f"{name}: conv layers forward+backward per implementation")
             report["layers"][name] = benchmark_conv_layers(
-                conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
+                summary.conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
                 iterations=settings.iterations, pause=settings.pause,
                 with_torch=settings.with_torch, peak_gflops=peak,
             )
