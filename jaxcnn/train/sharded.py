@@ -79,11 +79,15 @@ def replicate_state(mesh: Mesh, state):
     return jax.device_put(state, _replicated(mesh))
 
 
+@functools.lru_cache(maxsize=32)
 def partitionable(model):
     """``model`` with a conv implementation GSPMD can partition (``"auto"`` -> ``"auto_xla"``).
 
     A model without a ``conv_impl`` field, or with any other implementation,
     is returned unchanged (an explicit ``"onednn"`` stays: it runs, gathered).
+    Equal models give the *same* clone, so its ``apply`` (a static part of the
+    train state, compared by identity) keeps the jitted steps' cache warm
+    across runs.
     """
     if getattr(model, "conv_impl", None) == "auto":
         return model.clone(conv_impl="auto_xla")
