@@ -155,8 +155,9 @@ def test_conv_impl_setting_builds_the_models_with_it_and_changes_nothing_global(
 
 
 def test_per_layer_skips_implementations_that_cannot_compute_a_layer():
-    from jaxcnn.bench.layer_bench import ConvLayer, benchmark_conv_layers
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers
     from jaxcnn.bench.runner import format_report
+    from jaxcnn.summary import ConvLayer
 
     grouped = ConvLayer("grouped", (2, 6, 6, 4), (3, 3, 2, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 2)
     plain = ConvLayer("plain", (2, 6, 6, 4), (3, 3, 4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)

@@ -263,13 +263,15 @@ def test_sharded_step_keeps_convolutions_partitionable(setup):
     from jaxcnn.train import executors, sharded
     from jaxcnn.train.config import TrainConfig
 
-    assert _model().conv_impl == "auto" and partitionable(_model()).conv_impl == "auto_xla"
+    model = _model()
+    assert model.conv_impl == "auto" and partitionable(model).conv_impl == "auto_xla"
+    assert partitionable(_model()) is partitionable(model)  # one clone: a warm jit cache
     executor = executors.make_executor(TrainConfig(devices=DEVICES, batch_size=GLOBAL_BATCH,
-                                                   eval_batch_size=GLOBAL_BATCH), _model())
+                                                   eval_batch_size=GLOBAL_BATCH), model)
     assert isinstance(executor, executors.Sharded)
     placed = executor.place(_copy(setup["state0"]))
-    assert placed.apply_fn == partitionable(_model()).apply
-    assert executor.to_host(placed).apply_fn == _model().apply
+    assert placed.apply_fn == partitionable(model).apply
+    assert executor.to_host(placed).apply_fn == model.apply
     mesh = executor.mesh
     args = (placed, shard_batch(mesh, setup["images"]), shard_batch(mesh, setup["labels"]))
     for step in sharded._compiled(mesh):
