@@ -11,16 +11,15 @@ with status 1; Ctrl-C exits with 130 and says how to resume.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
-from jaxcnn.train.config import OPTIMIZERS, PARALLEL_MODES, SCHEDULES, TrainConfig, \
-    default_workdir
+from jaxcnn.train.config import HOST_DEVICE_FLAG, TrainConfig, default_workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _DEFAULTS = TrainConfig()
-_HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
 class _UsageError(Exception):
@@ -32,20 +31,58 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _default(name: str) -> str:
-    value = getattr(_DEFAULTS, name)
+def _default_text(field) -> str:
+    if "default_text" in field.metadata:
+        return f"default: {field.metadata['default_text']}"
+    value = getattr(_DEFAULTS, field.name)
     if isinstance(value, tuple):
         value = ",".join(str(v) for v in value) or "none"
     return f"default: {value}"
 
 
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated epochs such as 30,60; got {text!r}") from None
-    return tuple(int(v) if v.is_integer() else v for v in values)
+def _flag(name: str) -> str:
+    """The command-line flag of TrainConfig field ``name``."""
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return field.metadata.get("flag", "--" + name.replace("_", "-"))
+
+
+def _argparse_type(parse):
+    """``parse`` with argparse's error type, so a bad value is a one-line usage error."""
+    if parse in (int, float):
+        return parse  # argparse words these itself: "invalid int value: 'two'"
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field with ``help`` metadata.
+
+    The flag is ``--field-name`` (or the field's ``flag``), its destination the
+    field name; ``parse=bool`` fields get ``--x/--no-x``; ``choices``,
+    ``metavar`` and ``parse`` (the value type) come from the metadata, and the
+    help text ends with the field's default.
+    """
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        if "help" not in meta:
+            continue
+        flag = _flag(field.name)
+        kwargs = {"dest": field.name, "help": f"{meta['help']}; {_default_text(field)}"}
+        parse = meta.get("parse")
+        if parse is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif parse is not None:
+            kwargs["type"] = _argparse_type(parse)
+        for key in ("choices", "metavar"):
+            if key in meta:
+                kwargs[key] = meta[key]
+        parser.add_argument(flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,66 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Defaults are SUPPRESSed so that only the flags actually given override the
     # config (TrainConfig's defaults, or the saved config on --resume); the help
     # text shows TrainConfig's defaults.
+    add_config_flags(train)
     add = train.add_argument
-    add("--model", help="model name, e.g. lenet5, resnet20, alexnet, vgg16 (an unknown name "
-        f"lists them all); {_default('model')}")
-    add("--dataset", help=f"mnist, fashion_mnist, cifar10 or digits; {_default('dataset')}")
-    add("--data-dir", dest="data_dir", metavar="DIR",
-        help="directory holding the dataset files; default: $JAXCNN_DATA_DIR, then the "
-        "repo's data/ folder, then TFDS")
-    add("--epochs", type=int, metavar="N", help=f"number of epochs; {_default('epochs')}")
-    add("--batch-size", dest="batch_size", type=int, metavar="N",
-        help=f"training batch size (global, over all devices); {_default('batch_size')}")
-    add("--eval-batch-size", dest="eval_batch_size", type=int, metavar="N",
-        help=f"evaluation batch size; {_default('eval_batch_size')}")
-    add("--optimizer", choices=OPTIMIZERS, help=f"optimizer; {_default('optimizer')}")
-    add("--lr", type=float, metavar="X", help=f"base learning rate; {_default('lr')}")
-    add("--momentum", type=float, metavar="X", help=f"SGD momentum; {_default('momentum')}")
-    add("--nesterov", action=argparse.BooleanOptionalAction,
-        help=f"Nesterov momentum (sgd); {_default('nesterov')}")
-    add("--weight-decay", dest="weight_decay", type=float, metavar="X",
-        help=f"weight decay (L2; decoupled for adamw); {_default('weight_decay')}")
-    add("--schedule", choices=SCHEDULES,
-        help=f"learning-rate schedule; {_default('schedule')}")
-    add("--decay-epochs", dest="decay_epochs", type=_float_list, metavar="E1,E2",
-        help=f"epochs at which the step schedule multiplies the lr by --decay-factor; "
-        f"{_default('decay_epochs')}")
-    add("--decay-factor", dest="decay_factor", type=float, metavar="X",
-        help=f"step schedule factor; {_default('decay_factor')}")
-    add("--warmup-epochs", dest="warmup_epochs", type=float, metavar="E",
-        help=f"linear warm-up length in epochs; {_default('warmup_epochs')}")
-    add("--plateau-patience", dest="plateau_patience", type=int, metavar="N",
-        help="plateau schedule: epochs without test-accuracy improvement before the lr is "
-        f"reduced; {_default('plateau_patience')}")
-    add("--plateau-factor", dest="plateau_factor", type=float, metavar="X",
-        help=f"plateau schedule: lr multiplier at each reduction; {_default('plateau_factor')}")
-    add("--augment", action=argparse.BooleanOptionalAction,
-        help="random shifts of training images (cifar10: 4 pixels + horizontal flips; "
-        "others: 2 pixels, no flips); default: on except for the 8x8 digits")
-    add("--train-examples", dest="train_examples", type=int, metavar="N",
-        help="use only the first N training examples (quick runs); default: all")
-    add("--test-examples", dest="test_examples", type=int, metavar="N",
-        help="use only the first N test examples; default: all")
-    add("--seed", type=int, help=f"seed for init, dropout, data order, augmentation; "
-        f"{_default('seed')}")
-    add("--devices", type=int, metavar="N",
-        help="devices for data-parallel training (1 = plain jit); on a CPU-only machine N "
-        f"host devices are simulated with XLA_FLAGS={_HOST_DEVICE_FLAG}=N; "
-        f"{_default('devices')}")
-    add("--parallel", choices=PARALLEL_MODES,
-        help=f"multi-device strategy: pmap, or jit over a sharded device mesh; "
-        f"{_default('parallel')}")
-    add("--checkpoint-every", dest="checkpoint_every_steps", type=int, metavar="STEPS",
-        help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only); "
-        f"{_default('checkpoint_every_steps')}")
-    add("--keep-checkpoints", dest="keep_checkpoints", type=int, metavar="N",
-        help=f"checkpoints to keep; {_default('keep_checkpoints')}")
     add("--workdir", metavar="DIR", help="output directory; default: runs/<model>_<dataset>")
     add("--resume", action="store_true",
         help="continue the run in --workdir (default: runs/<model>_<dataset>) from its latest "
         "checkpoint with its saved config.json; flags given here override it, but only "
-        "--epochs, --data-dir, --eval-batch-size, --devices, --parallel, --checkpoint-every "
-        "and --keep-checkpoints may change")
+        f"{', '.join(_flag(name) for name in _DEFAULTS.resume_changeable)} may change")
     add("--no-progress", dest="no_progress", action="store_true",
         help="no progress bar (one summary line per epoch only)")
     train.set_defaults(handler=_train)
@@ -181,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
+    from jaxcnn.native.malloc import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: keep XLA's per-step buffers mapped
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as err:
@@ -264,7 +251,7 @@ def _bench(args) -> int:
 
 def _simulate_host_devices(devices: int) -> None:
     """Ask XLA for ``devices`` CPU devices, which only works before jax starts its backend."""
-    if devices <= 1 or _HOST_DEVICE_FLAG in os.environ.get("XLA_FLAGS", ""):
+    if devices <= 1 or HOST_DEVICE_FLAG in os.environ.get("XLA_FLAGS", ""):
         return
     if "jax" in sys.modules:
         from jax._src import xla_bridge  # no public API tells whether backends started
@@ -272,5 +259,5 @@ def _simulate_host_devices(devices: int) -> None:
         if xla_bridge.backends_are_initialized():
             return
     os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + f" {_HOST_DEVICE_FLAG}={devices}").strip()
+        os.environ.get("XLA_FLAGS", "") + f" {HOST_DEVICE_FLAG}={devices}").strip()
 

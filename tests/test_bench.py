@@ -11,7 +11,6 @@ import pytest
 from jaxcnn import models, native, summary
 from jaxcnn.bench import (
     BenchSettings,
-    conv_layers,
     format_report,
     interleave,
     main,
@@ -42,7 +41,7 @@ def test_interleave_alternates_order_and_reports_every_round():
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_torch_twin_has_the_jax_models_parameter_count(name):
     model = models.get(name)
-    shape = summary.default_input_shape(name)
+    shape = (1, *models.input_shape(name))
     variables = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False))
     jax_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables["params"]))
@@ -53,20 +52,6 @@ def test_torch_twin_has_the_jax_models_parameter_count(name):
     with torch.no_grad():
         logits = twin.eval()(torch.zeros(2, shape[3], shape[1], shape[2]))
     assert tuple(logits.shape) == (2, 10)
-
-
-def test_conv_layers_of_lenet5_and_resnet20():
-    lenet = conv_layers(models.get("lenet5"), (8, 28, 28, 1))
-    assert [layer.name for layer in lenet] == ["conv1", "conv2"]
-    conv2 = lenet[1]
-    assert conv2.input_shape == (8, 14, 14, 20) and conv2.kernel_shape == (5, 5, 20, 50)
-    assert conv2.padding == ((2, 2), (2, 2)) and conv2.output_shape == (8, 14, 14, 50)
-    assert conv2.macs == 8 * 14 * 14 * 50 * 5 * 5 * 20
-    resnet = conv_layers(models.get("resnet20"), (2, 32, 32, 3))
-    assert sum(layer.count for layer in resnet) == 19  # 1 stem + 9 blocks x 2 convs
-    assert len(conv_layers(models.get("resnet20"), (2, 32, 32, 3), unique=False)) == 19
-    strided = [layer for layer in resnet if layer.stride == (2, 2)]
-    assert [layer.output_shape[1:3] for layer in strided] == [(16, 16), (8, 8)]
 
 
 @pytest.fixture(scope="module")
@@ -162,21 +147,19 @@ def test_settings_errors_name_the_problem(kwargs, match):
         BenchSettings(**kwargs)
 
 
-def test_conv_impl_setting_is_restored_after_the_run():
-    from jaxcnn.nn import conv as nn_conv
-
-    before = nn_conv.DEFAULT_CONV_IMPL
+def test_conv_impl_setting_builds_the_models_with_it_and_changes_nothing_global():
     settings = BenchSettings(models=("lenet5",), batch_sizes=(2,), rounds=1, iterations=1,
                              warmup=0, pause=0.0, matmul_size=32, with_torch=False,
                              conv_impl="im2col")
     report = run_benchmark(settings)
     assert report["models"][0]["conv_impl"] == "im2col"
-    assert nn_conv.DEFAULT_CONV_IMPL == before
+    assert models.get("lenet5").conv_impl == "auto"
 
 
 def test_per_layer_skips_implementations_that_cannot_compute_a_layer():
-    from jaxcnn.bench.layer_bench import ConvLayer, benchmark_conv_layers
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers
     from jaxcnn.bench.runner import format_report
+    from jaxcnn.summary import ConvLayer
 
     grouped = ConvLayer("grouped", (2, 6, 6, 4), (3, 3, 2, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 2)
     plain = ConvLayer("plain", (2, 6, 6, 4), (3, 3, 4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)

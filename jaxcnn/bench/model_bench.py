@@ -56,6 +56,7 @@ def benchmark_model(
     torch_device: str = "cpu",
     peak_gflops: float | None = None,
     seed: int = 0,
+    conv_impl: str | None = None,
 ) -> dict:
     """Time one model's train and eval steps (JAX, and PyTorch when ``with_torch``).
 
@@ -71,11 +72,13 @@ def benchmark_model(
         JAX uses, for a like-for-like comparison on an accelerator).
       peak_gflops: the machine's measured matmul GFLOP/s, for ``peak_fraction``.
       seed: data and init seed.
+      conv_impl: the model's ``conv_impl`` (``models.get(name, conv_impl=...)``);
+        None: the model's default.
 
     Returns a dict (all times in milliseconds, medians over rounds)::
 
         {"model", "batch_size", "input_shape": [H, W, C], "params", "forward_macs",
-         "conv_impl": jaxcnn.nn.conv.DEFAULT_CONV_IMPL,
+         "conv_impl": the model's conv_impl,
          "jax": {"train": T, "eval": T, "first_train_step_ms", "first_eval_step_ms"},
          "torch": {"train": T, "eval": T, "threads", "channels_last"} | None,
          "ratio": {"train": jax img/s / torch img/s, "eval": ...} | None}
@@ -95,12 +98,11 @@ def benchmark_model(
 
     from jaxcnn import models, summary, train
     from jaxcnn.bench.timing import interleave
-    from jaxcnn.nn import conv as nn_conv
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    model = models.get(name)
-    _, height, width, channels = summary.default_input_shape(name)
+    model = models.get(name, **({} if conv_impl is None else {"conv_impl": conv_impl}))
+    height, width, channels = models.input_shape(name)
     input_shape = (batch_size, height, width, channels)
     forward_macs = sum(row.macs for row in summary.summarize(model, input_shape, train=False))
 
@@ -156,7 +158,7 @@ def benchmark_model(
         "input_shape": [height, width, channels],
         "params": params,
         "forward_macs": forward_macs,
-        "conv_impl": nn_conv.DEFAULT_CONV_IMPL,
+        "conv_impl": model.conv_impl,
         "jax": {
             "train": _throughput(seconds["jax_train"], batch_size, train_flops, peak_gflops),
             "eval": _throughput(seconds["jax_eval"], batch_size, eval_flops, peak_gflops),

@@ -38,8 +38,9 @@ class BenchSettings:
       matmul_size: side of the square fp32 GEMM that measures the peak.
       per_layer: also time every distinct conv layer of every model.
       impls: conv implementations for ``per_layer``.
-      conv_impl: if set, assigned to ``jaxcnn.nn.conv.DEFAULT_CONV_IMPL``
-        before the models are built (to measure an alternative default).
+      conv_impl: if set, every model is built with ``models.get(name,
+        conv_impl=conv_impl)`` (to measure an alternative to the default,
+        :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`).
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -145,7 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--impls", type=_comma_list(str), default=None, metavar="A,B",
         help="conv implementations for --per-layer; default: all")
     add("--conv-impl", default=None, metavar="IMPL",
-        help="use this conv implementation as the models' default (to measure alternatives)")
+        help="build every model with this conv_impl (to measure alternatives); default: the models' own")
     add("--json", dest="json_path", default=None, metavar="PATH",
         help="also write the full report (every round's time) as JSON")
 
@@ -189,10 +190,9 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
          "models": [benchmark_model(...) per model and batch size],
          "layers": {model: benchmark_conv_layers(...)}   # {} without per_layer}
     """
-    import jax
+    from jaxcnn.native.malloc import keep_freed_memory
 
-    from jaxcnn.nn import conv as nn_conv
-
+    keep_freed_memory()  # what `jaxcnn train` runs with; see jaxcnn.native.malloc
     say = log or (lambda message: None)
     torch_version = None
     if settings.with_torch:
@@ -200,17 +200,7 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
 
         torch.set_num_threads(settings.threads)
         torch_version = torch.__version__
-    previous_default = nn_conv.DEFAULT_CONV_IMPL
-    if settings.conv_impl is not None:
-        nn_conv.DEFAULT_CONV_IMPL = settings.conv_impl
-        jax.clear_caches()  # jitted steps traced with the old default must not be reused
-    try:
-        report = _measure(settings, torch_version, say)
-    finally:
-        if settings.conv_impl is not None:
-            nn_conv.DEFAULT_CONV_IMPL = previous_default
-            jax.clear_caches()
-    return report
+    return _measure(settings, torch_version, say)
 
 
 def _measure(settings: BenchSettings, torch_version, say) -> dict:
@@ -219,7 +209,7 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
     import jaxlib
 
     from jaxcnn import models, summary
-    from jaxcnn.bench.layer_bench import benchmark_conv_layers, conv_layers
+    from jaxcnn.bench.layer_bench import benchmark_conv_layers
     from jaxcnn.bench.model_bench import benchmark_model
     from jaxcnn.bench.timing import load_average, matmul_peak
 
@@ -253,16 +243,16 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
                     with_torch=settings.with_torch,
                     torch_channels_last=settings.torch_channels_last,
                     torch_device=settings.torch_device, peak_gflops=peak,
+                    conv_impl=settings.conv_impl,
                 )
             )
     report["layers"] = {}
     if settings.per_layer:
         for name in settings.models:
-            _, height, width, channels = summary.default_input_shape(name)
-            shape = (settings.batch_sizes[0], height, width, channels)
+            shape = (settings.batch_sizes[0], *models.input_shape(name))
             say(f"{name}: conv layers forward+backward per implementation")
             report["layers"][name] = benchmark_conv_layers(
-                conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
+                summary.conv_layers(models.get(name), shape), settings.impls, rounds=settings.rounds,
                 iterations=settings.iterations, pause=settings.pause,
                 with_torch=settings.with_torch, peak_gflops=peak,
             )

@@ -5,6 +5,7 @@
     for images, labels in batches(ds, 128, seed=0, epoch=3):
         x = normalize(images, mean, std)               # float32, jit-able
         x = random_crop_flip(key, x, padding=4)        # CIFAR-style augmentation, jit-able
+    preprocess = Preprocess(mean, std, augmentation_for("mnist", augment=None))  # training's policy
 
 Knows nothing of models or training.
 """
@@ -26,6 +27,15 @@ from jaxcnn.data.preprocess import (
     stats_for,
 )
 from jaxcnn.data.pipeline import batches, epoch_permutation, num_batches
+from jaxcnn.data.policy import (
+    AUGMENTATIONS,
+    AUGMENTED_BY_DEFAULT,
+    DEFAULT_AUGMENTATION,
+    Preprocess,
+    augmentation_for,
+    describe_augmentation,
+    normalization_stats,
+)
 from jaxcnn.data.sources import DATA_DIR_ENV, load, names
 
 __all__ = [
@@ -45,6 +55,13 @@ __all__ = [
     "random_crop_flip",
     "crop_flip_params",
     "apply_crop_flip",
+    "AUGMENTATIONS",
+    "AUGMENTED_BY_DEFAULT",
+    "DEFAULT_AUGMENTATION",
+    "Preprocess",
+    "augmentation_for",
+    "describe_augmentation",
+    "normalization_stats",
     "MNIST_MEAN",
     "MNIST_STD",
     "FASHION_MNIST_MEAN",

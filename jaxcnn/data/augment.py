@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import check_ndim
+from jaxcnn.functional.args import check_ndim
 
 
 def _check_nonnegative_int(value, name: str) -> None:

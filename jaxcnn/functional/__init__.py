@@ -10,6 +10,7 @@ from jaxcnn.functional.pool import (
     global_max_pool,
     lp_pool2d,
     max_pool2d,
+    weighted_avg_pool2d,
 )
 from jaxcnn.functional.batch_norm import batch_norm, batch_norm_init, fold_batch_norm
 from jaxcnn.functional.activations import (
@@ -30,7 +31,6 @@ from jaxcnn.functional.manual_grad import (
     conv2d_backward,
     max_pool2d_backward,
 )
-from jaxcnn.functional.pool import weighted_avg_pool2d
 from jaxcnn.functional.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from jaxcnn.functional.losses import (
     accuracy,
@@ -47,6 +47,7 @@ from jaxcnn.functional.init import (
     glorot_uniform,
     he_normal,
     he_uniform,
+    lecun_normal,
+    lecun_uniform,
 )
-from . import filters
-from jaxcnn.functional.init import lecun_normal, lecun_uniform
+from jaxcnn.functional import filters

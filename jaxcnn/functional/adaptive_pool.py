@@ -20,7 +20,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import check_floating, check_ndim
+from jaxcnn.functional.args import check_floating, check_ndim
 from jaxcnn.functional.pool import _max_identity, avg_pool2d, max_pool2d
 
 __all__ = ["adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_bins"]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import check_floating
+from jaxcnn.functional.args import check_floating
 
 __all__ = ["batch_norm", "batch_norm_init", "fold_batch_norm"]
 

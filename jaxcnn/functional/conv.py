@@ -10,20 +10,25 @@ Output size along each spatial dim (``P_lo + P_hi`` the total padding)::
 
     out = floor((size + P_lo + P_hi - dilation * (K - 1) - 1) / stride) + 1
 
-Three implementations compute the same numbers:
+Three implementations compute the same numbers, and two rules choose among them:
 
-- ``impl="xla"``: one ``lax.conv_general_dilated``;
+- ``impl="xla"`` (the default of these functions): one ``lax.conv_general_dilated``;
 - ``impl="im2col"``: :func:`unfold` the input into patches (pad + strided
   slices, no convolution primitive), then one matrix product per group;
 - ``impl="onednn"`` (2-D, float32, ungrouped, undilated): oneDNN's kernels
   through XLA's FFI on the CPU, XLA's convolution on other backends
   (:mod:`jaxcnn.functional.conv_onednn`);
-- ``impl="auto"``: one of them per shape, by the static rule of
-  :func:`jaxcnn.functional.conv_auto.auto_impl` (from measurements): "onednn"
-  on the CPU wherever it applies, else "xla" or "im2col".
+- ``impl="auto"``: one of the three per shape, by the static rule of
+  :func:`jaxcnn.functional.conv_auto.auto_impl`: "onednn" on the CPU wherever
+  it applies, else "xla" or "im2col";
+- ``impl="auto_xla"``: the same rule without "onednn", for programs XLA
+  partitions across devices (GSPMD cannot split a custom call).
 
-The implementation is chosen in :func:`_select_impl` so a shape-dependent
-choice can be added there without touching the rest.
+:data:`DEFAULT_CONV_IMPL` (``"auto"``) is the one default of the layers
+(``jaxcnn.nn.Conv(impl=...)``), the models (``models.get(name,
+conv_impl=...)``) and ``TrainConfig.conv_impl``: the choice is data that flows
+down from the config to every ``conv2d`` call, and is part of each jitted
+step's cache key (the model is a static part of the train state).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import (
+from jaxcnn.functional.args import (
     KERNEL_LAYOUTS,
     check_ndim,
     check_window_fits,
@@ -52,7 +57,9 @@ DIMENSION_NUMBERS = {
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
 
-IMPLS = ("xla", "im2col", "onednn", "auto")
+IMPLS = ("xla", "im2col", "onednn", "auto", "auto_xla")
+# The implementation layers, models and TrainConfig use unless told otherwise.
+DEFAULT_CONV_IMPL = "auto"
 
 Pads = tuple[tuple[int, int], ...]
 
@@ -252,9 +259,10 @@ _IMPLEMENTATIONS: dict[str, Callable] = {
 
 
 def _select_impl(impl: str, x_shape, w_shape, strides, pads, dilation, groups, dtype) -> Callable:
-    """The convolution function for ``impl``; ``"auto"`` chooses one from the shapes."""
-    if impl == "auto":
-        impl = auto_impl(x_shape, w_shape, strides, pads, dilation, groups, dtype)
+    """The convolution function for ``impl``; ``"auto"``/``"auto_xla"`` choose one from the shapes."""
+    if impl in ("auto", "auto_xla"):
+        impl = auto_impl(x_shape, w_shape, strides, pads, dilation, groups, dtype,
+                         allow_onednn=impl == "auto")
     if impl not in _IMPLEMENTATIONS:
         names = ", ".join(repr(name) for name in IMPLS)
         raise ValueError(f"unknown impl {impl!r}; expected one of {names}")
@@ -333,8 +341,9 @@ def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
       dilation: int or 1 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
       impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
-        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
-        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
+        "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
 
     Returns:
       (N, L', O), each spatial size
@@ -362,8 +371,9 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
       dilation: int or 2 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
       impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
-        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
-        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
+        "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
 
     Returns:
       (N, H', W', O), each spatial size
@@ -391,8 +401,9 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
       dilation: int or 3 ints, >= 1 (spacing between kernel taps).
       groups: number of channel groups (1 = dense, C = depthwise).
       impl: "xla" (``lax.conv_general_dilated``), "im2col" (unfold + matmul),
-        "onednn" (2-D float32 only: oneDNN kernels on the CPU) or "auto" (one of
-        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`).
+        "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
+        them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
+        "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
 
     Returns:
       (N, D', H', W', O), each spatial size

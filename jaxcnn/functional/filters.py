@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.functional._checks import check_window_fits, positive_tuple
+from jaxcnn.functional.args import check_window_fits, positive_tuple
 from jaxcnn.functional.conv import conv2d
 
 __all__ = [

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxcnn.functional._checks import check_ndim, check_window_fits, explicit_padding, positive_tuple
+from jaxcnn.functional.args import check_ndim, check_window_fits, explicit_padding, positive_tuple
 from jaxcnn.functional.conv import _unfold_nd
 from jaxcnn.functional.shapes import conv_output_size
 

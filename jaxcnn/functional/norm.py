@@ -16,7 +16,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import check_floating
+from jaxcnn.functional.args import check_floating
 from jaxcnn.functional.batch_norm import check_channel_dict
 
 __all__ = ["group_norm", "layer_norm", "instance_norm", "local_response_norm"]

@@ -19,7 +19,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.functional._checks import (
+from jaxcnn.functional.args import (
     check_floating,
     check_ndim,
     check_window_fits,

@@ -7,25 +7,20 @@ The one formula (CS231n's ``(W - K + 2P)/S + 1``, with dilation)::
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
-from jaxcnn.functional._checks import (
+from jaxcnn.functional.args import (
     ACTIVATION_LAYOUTS,
     KERNEL_LAYOUTS,
     check_window_fits,
     explicit_padding,
+    is_int,
     positive_tuple,
 )
 
 
-def _is_int(value) -> bool:
-    """A Python or NumPy integer (sizes often come from NumPy arithmetic), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _positive_int(value, name: str) -> int:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     return int(value)
 
@@ -36,10 +31,10 @@ def _padding_pair(padding, size: int, extent: int, stride: int) -> tuple[int, in
         return explicit_padding(padding, (size,), (extent,), (stride,))[0]
     if isinstance(padding, Sequence) and not isinstance(padding, str):
         pair = tuple(padding)
-        if len(pair) != 2 or not all(_is_int(p) for p in pair):
+        if len(pair) != 2 or not all(is_int(p) for p in pair):
             raise ValueError(f"padding must be an int or a (low, high) pair of ints, got {padding!r}")
         pair = (int(pair[0]), int(pair[1]))
-    elif _is_int(padding):
+    elif is_int(padding):
         pair = (int(padding), int(padding))
     else:
         raise ValueError(

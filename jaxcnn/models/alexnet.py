@@ -2,11 +2,15 @@
 
 No two-GPU channel split, so every conv sees all channels of the previous
 layer: 62,378,344 parameters for 227x227x3 input and 1000 classes.
+
+``conv_impl`` (every model here): the ``impl`` of each of its convolutions
+(default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
 """
 from __future__ import annotations
 
 from flax import linen as nn
 
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import Conv, Dense, Dropout, Flatten, LocalResponseNorm, MaxPool, ReLU
 
 __all__ = ["AlexNet"]
@@ -42,22 +46,23 @@ class AlexNet(nn.Module):
 
     num_classes: int = 1000
     dropout_rate: float = 0.5
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(96, (11, 11), stride=4, name="conv1")(x)
+        x = Conv(96, (11, 11), stride=4, impl=self.conv_impl, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, name="pool1")(x)
         x = _paper_lrn("norm1")(x)
-        x = Conv(256, (5, 5), padding=2, name="conv2")(x)
+        x = Conv(256, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(3, 2, name="pool2")(x)
         x = _paper_lrn("norm2")(x)
-        x = Conv(384, (3, 3), padding=1, name="conv3")(x)
+        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, name="conv3")(x)
         x = ReLU(name="relu3")(x)
-        x = Conv(384, (3, 3), padding=1, name="conv4")(x)
+        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, name="conv4")(x)
         x = ReLU(name="relu4")(x)
-        x = Conv(256, (3, 3), padding=1, name="conv5")(x)
+        x = Conv(256, (3, 3), padding=1, impl=self.conv_impl, name="conv5")(x)
         x = ReLU(name="relu5")(x)
         x = MaxPool(3, 2, name="pool5")(x)
         x = Flatten(name="flatten")(x)

@@ -13,6 +13,7 @@ from typing import ClassVar, NamedTuple
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import Conv, Dense, Dropout, GlobalAvgPool, LocalResponseNorm, MaxPool, ReLU
 
 __all__ = ["Inception", "InceptionSpec", "GoogLeNet", "GOOGLENET_TABLE"]
@@ -63,19 +64,21 @@ class Inception(nn.Module):
     branch1: 1x1 conv; branch2: 1x1 reduce -> 3x3 (pad 1); branch3: 1x1 reduce
     -> 5x5 (pad 2); branch4: 3x3/1 max pool (pad 1) -> 1x1 projection; every
     conv followed by ReLU. Shapes: ``(N, H, W, C) -> (N, H, W, spec.out_channels)``,
-    channel order branch1, branch2, branch3, branch4.
+    channel order branch1, branch2, branch3, branch4. ``conv_impl``: the
+    ``impl`` of every conv.
     """
 
     summary_kind: ClassVar[str] = "block"
 
     spec: InceptionSpec
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
 
         def conv_relu(y, features, size, name):
-            y = Conv(features, (size, size), padding=size // 2, name=name)(y)
+            y = Conv(features, (size, size), padding=size // 2, impl=self.conv_impl, name=name)(y)
             return ReLU(name=f"{name}_relu")(y)
 
         s = self.spec
@@ -100,26 +103,27 @@ class GoogLeNet(nn.Module):
 
     Input ``(N, H, W, C)``; output ``(N, num_classes)`` logits. Dropout
     (``dropout_rate``, 0.4) is active only with ``train=True`` (rng stream
-    ``"dropout"``).
+    ``"dropout"``). ``conv_impl``: the ``impl`` of every conv (default ``"auto"``).
     """
 
     num_classes: int = 1000
     dropout_rate: float = 0.4
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(64, (7, 7), stride=2, padding=3, name="conv1")(x)
+        x = Conv(64, (7, 7), stride=2, padding=3, impl=self.conv_impl, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, padding="SAME", name="pool1")(x)
         x = _caffe_lrn("norm1")(x)
-        x = Conv(64, (1, 1), name="conv2_reduce")(x)
+        x = Conv(64, (1, 1), impl=self.conv_impl, name="conv2_reduce")(x)
         x = ReLU(name="relu2_reduce")(x)
-        x = Conv(192, (3, 3), padding=1, name="conv2")(x)
+        x = Conv(192, (3, 3), padding=1, impl=self.conv_impl, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = _caffe_lrn("norm2")(x)
         x = MaxPool(3, 2, padding="SAME", name="pool2")(x)
         for name, spec in GOOGLENET_TABLE.items():
-            x = Inception(spec, name=name)(x, train)
+            x = Inception(spec, conv_impl=self.conv_impl, name=name)(x, train)
             if name in _POOL_AFTER:
                 x = MaxPool(3, 2, padding="SAME", name=_POOL_AFTER[name])(x)
         x = GlobalAvgPool(name="avgpool")(x)

@@ -2,6 +2,9 @@
 
 All take NHWC images and return ``(N, num_classes)`` logits; ``train`` is
 accepted for the common model protocol (none of them has dropout or batch norm).
+
+``conv_impl`` (every model here): the ``impl`` of each of its convolutions
+(default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import ClassVar
 
 from flax import linen as nn
 
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import (
     AdaptiveAvgPool,
     AdaptiveMaxPool,
@@ -39,14 +43,15 @@ class LeNet5(nn.Module):
     """
 
     num_classes: int = 10
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train  # no train/eval difference in this model
-        x = Conv(20, (5, 5), padding=2, name="conv1")(x)
+        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(2, 2, name="pool1")(x)
-        x = Conv(50, (5, 5), padding=2, name="conv2")(x)
+        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(2, 2, name="pool2")(x)
         x = Flatten(name="flatten")(x)
@@ -70,6 +75,7 @@ class LeNet5Adaptive(nn.Module):
     """
 
     num_classes: int = 10
+    conv_impl: str = DEFAULT_CONV_IMPL
     pooled_size: tuple[int, int] = (2, 2)
     pool: str = "avg"
 
@@ -80,10 +86,10 @@ class LeNet5Adaptive(nn.Module):
         del train
         if self.pool not in self._POOLS:
             raise ValueError(f'pool must be "avg" or "max", got {self.pool!r}')
-        x = Conv(20, (5, 5), padding=2, name="conv1")(x)
+        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(2, 2, name="pool1")(x)
-        x = Conv(50, (5, 5), padding=2, name="conv2")(x)
+        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = self._POOLS[self.pool](self.pooled_size, name="pool2")(x)
         x = Flatten(name="flatten")(x)
@@ -117,19 +123,20 @@ class LeNet5Classic(nn.Module):
     """
 
     num_classes: int = 10
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
-        x = Conv(6, (5, 5), name="c1")(x)
+        x = Conv(6, (5, 5), impl=self.conv_impl, name="c1")(x)
         x = ScaledTanh(name="c1_act")(x)
         x = Subsampling(2, 2, name="s2")(x)
         x = ScaledTanh(name="s2_act")(x)
-        x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), name="c3")(x)
+        x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), impl=self.conv_impl, name="c3")(x)
         x = ScaledTanh(name="c3_act")(x)
         x = Subsampling(2, 2, name="s4")(x)
         x = ScaledTanh(name="s4_act")(x)
-        x = Conv(120, (5, 5), name="c5")(x)
+        x = Conv(120, (5, 5), impl=self.conv_impl, name="c5")(x)
         x = ScaledTanh(name="c5_act")(x)
         x = Flatten(name="flatten")(x)
         x = Dense(84, name="f6")(x)

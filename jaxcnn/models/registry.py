@@ -68,6 +68,10 @@ def _fields(constructor) -> list[str]:
 def get(name: str, **kwargs) -> nn.Module:
     """The model registered as ``name``, built with ``kwargs`` (e.g. ``num_classes=10``).
 
+    Every model accepts ``conv_impl`` (default ``"auto"``,
+    :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`): the ``impl`` of each of
+    its convolutions.
+
     Raises ValueError for an unknown name (listing the valid ones) or a
     keyword the model does not have (listing the ones it has).
     """

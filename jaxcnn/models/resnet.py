@@ -15,6 +15,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, ReLU
 
 __all__ = [
@@ -65,6 +66,7 @@ class _ResidualBlock(nn.Module):
     shortcut: str = "projection"
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     def norm(self, name: str, *, last: bool = False):
         zero = last and self.zero_init_last_norm
@@ -80,7 +82,7 @@ class _ResidualBlock(nn.Module):
             return x
         if self.shortcut == "zero_pad":
             return zero_pad_shortcut(x, out_features, self.stride)
-        x = Conv(out_features, (1, 1), stride=self.stride, use_bias=False, name="proj_conv")(x)
+        x = Conv(out_features, (1, 1), stride=self.stride, use_bias=False, impl=self.conv_impl, name="proj_conv")(x)
         return self.norm("proj_bn")(x, train)
 
 
@@ -97,10 +99,10 @@ class BasicBlock(_ResidualBlock):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, name="conv1")(x)
+        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, name="conv1")(x)
         y = self.norm("bn1")(y, train)
         y = ReLU(name="relu1")(y)
-        y = Conv(self.features, (3, 3), padding=1, use_bias=False, name="conv2")(y)
+        y = Conv(self.features, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, name="conv2")(y)
         y = self.norm("bn2", last=True)(y, train)
         return ReLU(name="relu2")(y + self.residual(x, train))
 
@@ -117,13 +119,13 @@ class Bottleneck(_ResidualBlock):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = Conv(self.features, (1, 1), use_bias=False, name="conv1")(x)
+        y = Conv(self.features, (1, 1), use_bias=False, impl=self.conv_impl, name="conv1")(x)
         y = self.norm("bn1")(y, train)
         y = ReLU(name="relu1")(y)
-        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, name="conv2")(y)
+        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, name="conv2")(y)
         y = self.norm("bn2")(y, train)
         y = ReLU(name="relu2")(y)
-        y = Conv(self.features * 4, (1, 1), use_bias=False, name="conv3")(y)
+        y = Conv(self.features * 4, (1, 1), use_bias=False, impl=self.conv_impl, name="conv3")(y)
         y = self.norm("bn3", last=True)(y, train)
         return ReLU(name="relu3")(y + self.residual(x, train))
 
@@ -144,6 +146,8 @@ class ResNet(nn.Module):
       num_filters: width of the stem and of stage 0.
       zero_init_last_norm: start each block's last BN scale at 0 (block = identity).
       bn_axis_name: pmap/shard_map axis for cross-device batch statistics, or None.
+      conv_impl: the ``impl`` of every conv (default ``"auto"``, see
+        :mod:`jaxcnn.functional.conv`).
     Shortcuts that change shape are projections (option B), as in the
     published 11.7M / 21.8M / 25.6M parameter counts.
     """
@@ -154,10 +158,11 @@ class ResNet(nn.Module):
     num_filters: int = 64
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(self.num_filters, (7, 7), stride=2, padding=3, use_bias=False, name="conv1")(x)
+        x = Conv(self.num_filters, (7, 7), stride=2, padding=3, use_bias=False, impl=self.conv_impl, name="conv1")(x)
         x = BatchNorm(axis_name=self.bn_axis_name, name="bn1")(x, train)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, padding=1, name="pool1")(x)
@@ -169,6 +174,7 @@ class ResNet(nn.Module):
                     shortcut="projection",
                     zero_init_last_norm=self.zero_init_last_norm,
                     bn_axis_name=self.bn_axis_name,
+                    conv_impl=self.conv_impl,
                     name=f"layer{i + 1}_block{j + 1}",
                 )(x, train)
         x = GlobalAvgPool(name="avgpool")(x)
@@ -188,7 +194,8 @@ class CifarResNet(nn.Module):
 
     Attributes:
       depth: ``6n + 2`` (20, 32, 44, 56, 110): ``n`` blocks per stage.
-      num_classes, num_filters, zero_init_last_norm, bn_axis_name: as in :class:`ResNet`.
+      num_classes, num_filters, zero_init_last_norm, bn_axis_name, conv_impl: as in
+        :class:`ResNet`.
       shortcut: ``"zero_pad"`` (option A) or ``"projection"`` (option B).
     """
 
@@ -198,13 +205,14 @@ class CifarResNet(nn.Module):
     shortcut: str = "zero_pad"
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got {self.depth!r}")
         blocks_per_stage = (self.depth - 2) // 6
-        x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, name="conv1")(x)
+        x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, name="conv1")(x)
         x = BatchNorm(axis_name=self.bn_axis_name, name="bn1")(x, train)
         x = ReLU(name="relu1")(x)
         for i in range(3):
@@ -215,6 +223,7 @@ class CifarResNet(nn.Module):
                     shortcut=self.shortcut,
                     zero_init_last_norm=self.zero_init_last_norm,
                     bn_axis_name=self.bn_axis_name,
+                    conv_impl=self.conv_impl,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train)
         x = GlobalAvgPool(name="avgpool")(x)

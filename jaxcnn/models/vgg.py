@@ -2,6 +2,9 @@
 
 ``VGG11``/``VGG16`` are partials of :class:`VGG` with the paper's configurations
 A and D; a small ``stages``/``fc_features`` gives a tiny VGG for tests.
+
+``conv_impl`` (every model here): the ``impl`` of each of its convolutions
+(default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from functools import partial
 
 from flax import linen as nn
 
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import Conv, Dense, Dropout, Flatten, MaxPool, ReLU
 
 __all__ = ["VGG", "VGG11", "VGG16", "VGG11_STAGES", "VGG16_STAGES"]
@@ -38,12 +42,13 @@ class VGG(nn.Module):
     num_classes: int = 1000
     fc_features: int = 4096
     dropout_rate: float = 0.5
+    conv_impl: str = DEFAULT_CONV_IMPL
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for s, stage in enumerate(self.stages, start=1):
             for i, features in enumerate(stage, start=1):
-                x = Conv(features, (3, 3), padding=1, name=f"conv{s}_{i}")(x)
+                x = Conv(features, (3, 3), padding=1, impl=self.conv_impl, name=f"conv{s}_{i}")(x)
                 x = ReLU(name=f"relu{s}_{i}")(x)
             x = MaxPool(2, 2, name=f"pool{s}")(x)
         x = Flatten(name="flatten")(x)

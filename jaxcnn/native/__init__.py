@@ -1,25 +1,27 @@
 """Native CPU kernels called from XLA through its FFI: oneDNN convolutions.
 
-XLA:CPU's own convolution (Eigen) and its transposes for the kernel gradient
-are 1.3-4x slower than oneDNN's kernels on the conv layers of LeNet-5 and
-ResNet-20 (experiments/PERFORMANCE.md). This package compiles a small C++
-file, ``onednn_conv.cc``, against oneDNN (the ``onednn-cpu-gomp`` and
-``onednn-devel-cpu-gomp`` wheels, installed with jaxcnn on x86-64 Linux) and
-jaxlib's FFI headers, and registers three XLA custom-call targets: a 2-D
-convolution's forward pass, its input gradient and its kernel gradient (NHWC
-activations, HWIO kernels, float32). :mod:`jaxcnn.functional.conv_onednn`
-wraps them as differentiable JAX primitives.
+This package compiles a small C++ file, ``onednn_conv.cc``, against oneDNN
+(the ``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp`` wheels, installed
+with jaxcnn on x86-64 Linux) and jaxlib's FFI headers, and registers three
+XLA custom-call targets: a 2-D convolution's forward pass, its input
+gradient and its kernel gradient (NHWC activations, HWIO kernels, float32).
+:mod:`jaxcnn.functional.conv_onednn` wraps them as differentiable JAX
+primitives. Why: experiments/PERFORMANCE.md.
 
-The library is built once per (source, jaxlib, oneDNN) version into
-``$JAXCNN_NATIVE_DIR`` (default ``~/.cache/jaxcnn/native``) -- ``make install``
-does it ahead of time with ``python -m jaxcnn.native``, otherwise the first
-convolution that needs it does (about 5 s). Where it cannot be built (no C++
-compiler, no oneDNN, another OS) :func:`available` is False, :func:`status`
-says why, and ``impl="auto"`` uses XLA's convolution.
+Built once per (source, jaxlib, oneDNN) version into
+``$JAXCNN_NATIVE_DIR/<key>/`` (default ``~/.cache/jaxcnn/native``), with the
+compiler's command and output (warnings included) in ``build.log`` beside
+the library. Only :func:`build` compiles -- ``make`` runs it at install
+through ``python -m jaxcnn.native`` -- never an import or a traced
+convolution. :func:`available` only looks for a built library and loads it;
+where there is none (not built yet, no C++ compiler, no oneDNN, another OS)
+it is False, :func:`status` says why, and ``impl="auto"`` uses XLA's
+convolution.
 """
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -30,10 +32,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["available", "status", "build", "load", "TARGETS", "NativeBuildError"]
+__all__ = ["available", "status", "build", "load", "Status", "TARGETS", "NativeBuildError"]
 
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 LIBRARY_NAME = "libjaxcnn_onednn.so"
+BUILD_LOG_NAME = "build.log"
 # XLA FFI handler symbols exported by onednn_conv.cc -> custom-call target names.
 TARGETS = {
     "JaxcnnConvFwd": "jaxcnn_onednn_conv_fwd",
@@ -47,6 +50,27 @@ _state: dict = {"loaded": False, "error": None, "path": None}
 
 class NativeBuildError(RuntimeError):
     """The oneDNN kernels could not be built or loaded; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """Whether the kernels are loaded: ``loaded`` and ``path`` (the .so), or ``reason`` why not.
+
+    ``str(status)`` is the one line ``python -m jaxcnn.native`` prints;
+    ``bool(status)`` is ``loaded``.
+    """
+
+    loaded: bool
+    path: str | None = None
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.loaded
+
+    def __str__(self) -> str:
+        if self.loaded:
+            return f"oneDNN convolution kernels loaded from {self.path}"
+        return f"oneDNN convolution kernels unavailable: {self.reason}"
 
 
 def _onednn_prefix() -> Path:
@@ -92,39 +116,51 @@ def _native_dir() -> Path:
     return Path.home() / ".cache" / "jaxcnn" / "native"
 
 
-def build(*, force: bool = False) -> Path:
-    """Compile ``onednn_conv.cc`` (if not already built for these versions); return the .so path.
+def library_path() -> Path:
+    """Where the library for this source, jaxlib and oneDNN is (or would be) built.
 
-    Raises :class:`NativeBuildError` with the reason (platform, missing oneDNN
-    or compiler, the compiler's error output).
+    Raises :class:`NativeBuildError` on another platform or without oneDNN.
     """
     if not (sys.platform.startswith("linux") and os.uname().machine == "x86_64"):
         raise NativeBuildError(
             f"the oneDNN kernels are built for x86-64 Linux only, not {sys.platform}/"
             f"{os.uname().machine}"
         )
+    return _native_dir() / _build_key(_onednn_prefix()) / LIBRARY_NAME
+
+
+def build(*, force: bool = False) -> Path:
+    """Compile ``onednn_conv.cc`` (if not already built for these versions); return the .so path.
+
+    The compiler's command and output (warnings included) go to
+    ``build.log`` beside the library. Raises :class:`NativeBuildError` with
+    the reason (platform, missing oneDNN or compiler, the compiler's error
+    output).
+    """
     import jax
 
+    library = library_path()
+    if library.is_file() and not force:
+        return library
     prefix = _onednn_prefix()
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
         raise NativeBuildError(f"no C++ compiler: {compiler!r} is not on PATH (set CXX)")
-    target_dir = _native_dir() / _build_key(prefix)
-    library = target_dir / LIBRARY_NAME
-    if library.is_file() and not force:
-        return library
+    target_dir = library.parent
     target_dir.mkdir(parents=True, exist_ok=True)
     # Compile next to the target and rename: concurrent builds never see half a file.
     handle, partial = tempfile.mkstemp(suffix=".so.partial", dir=target_dir)
     os.close(handle)
     command = [
-        compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
+        compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-Wall",
         "-o", partial, str(SOURCE),
         f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}",
         f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}",
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
+        (target_dir / BUILD_LOG_NAME).write_text(
+            f"$ {' '.join(command)}\nexit status {result.returncode}\n{result.stdout}{result.stderr}")
         if result.returncode != 0:
             raise NativeBuildError(
                 f"compiling {SOURCE.name} failed ({' '.join(command)}):\n{result.stderr[-2000:]}"
@@ -137,20 +173,22 @@ def build(*, force: bool = False) -> Path:
 
 
 def load() -> bool:
-    """Build (if needed), load and register the FFI targets once; True when they are usable.
+    """Load and register an already built library once; True when the kernels are usable.
 
-    Never raises: a failure is remembered and reported by :func:`status`.
+    Never compiles (see :func:`build`) and never raises: a failure is
+    remembered and reported by :func:`status`.
     """
     with _lock:
         if _state["loaded"] or _state["error"] is not None:
             return _state["loaded"]
-        if os.environ.get("JAXCNN_DISABLE_ONEDNN"):
-            _state["error"] = "disabled by the JAXCNN_DISABLE_ONEDNN environment variable"
-            return False
         try:
             import jax
 
-            path = build()
+            path = library_path()
+            if not path.is_file():
+                raise NativeBuildError(
+                    f"not built for this jaxlib and oneDNN (no {path}); build them with "
+                    "`python -m jaxcnn.native`")
             library = ctypes.cdll.LoadLibrary(str(path))
             for symbol, target in TARGETS.items():
                 jax.ffi.register_ffi_target(
@@ -164,12 +202,15 @@ def load() -> bool:
 
 
 def available() -> bool:
-    """True when the oneDNN convolution kernels are built and registered (builds on first call)."""
+    """True when the oneDNN convolution kernels are built, and now loaded and registered.
+
+    Only looks: a library that is not built stays unbuilt (:func:`build`).
+    """
     return load()
 
 
-def status() -> str:
-    """One line: where the loaded kernels are, or why they are not available."""
+def status() -> Status:
+    """Whether the kernels are loaded (after :func:`load`), where from, or why not."""
     if load():
-        return f"oneDNN convolution kernels loaded from {_state['path']}"
-    return f"oneDNN convolution kernels unavailable: {_state['error']}"
+        return Status(loaded=True, path=_state["path"])
+    return Status(loaded=False, reason=_state["error"])

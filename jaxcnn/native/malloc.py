@@ -5,21 +5,26 @@ on every execution, from one of its worker threads, and frees it at the
 end. glibc serves a worker thread from a per-thread arena whose heaps are
 at most 64 MiB, so a bigger block is always a fresh ``mmap`` and its
 ``munmap`` at ``free`` (whatever the mmap threshold), and the next step
-touches fresh pages again. Measured on the project's 2-core machine
-(``strace`` and ``getrusage``): the ResNet-20 train step at batch 128 mapped
-and unmapped a 298 MB block per step, 72,800 page faults, 250-310 ms; with
-one arena and the thresholds below, no mmap at all and 170-210 ms (CPU time
-424-517 -> 301-370 ms). LeNet-5: 8,800 faults per step -> 0, 45 -> 30 ms.
+touches fresh pages again: page faults on every step (measurements:
+experiments/PERFORMANCE.md, "malloc").
 
 :func:`keep_freed_memory` sets, with ``mallopt``: one malloc arena for all
 threads (so big blocks come from the main heap), and mmap and trim
 thresholds of 1 GiB (so freed blocks stay in the heap for the next step).
-``import jaxcnn`` calls it first thing unless ``JAXCNN_MALLOC_TUNING=0``;
-threads that already allocated before that keep their arenas, so import
-jaxcnn before running JAX computations. The costs: the process's resident
-memory stays near its peak, as with any caching allocator, and threads
-share one malloc lock (XLA allocates a few large blocks per step; Python's
-small objects do not go through malloc).
+It is a process-wide setting, so nothing applies it on import: the entry
+points that own the process do -- the ``jaxcnn`` command,
+:func:`jaxcnn.train.loop.train_and_evaluate` and the benchmark -- and a script
+that runs jitted steps itself calls it first thing::
+
+    from jaxcnn.native.malloc import keep_freed_memory
+    keep_freed_memory()    # before JAX starts its threads
+
+``JAXCNN_MALLOC_TUNING=0`` turns every call into a no-op. Threads that
+already allocated before the call keep their arenas, so call it before
+running JAX computations. The costs: the process's resident memory stays
+near its peak, as with any caching allocator, and threads share one malloc
+lock (XLA allocates a few large blocks per step; Python's small objects do
+not go through malloc).
 """
 from __future__ import annotations
 

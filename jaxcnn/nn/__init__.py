@@ -7,7 +7,6 @@ Dropout) are called ``module(x, train=...)``.
 """
 from jaxcnn.nn.activation import ELU, LeakyReLU, Maxout, ReLU, ScaledTanh, Sigmoid, Tanh
 from jaxcnn.nn.batch_norm import BatchNorm
-# The default conv implementation is jaxcnn.nn.conv.DEFAULT_CONV_IMPL (set it there, not here).
 from jaxcnn.nn.conv import LECUN_C3_TABLE, ConnectionTableConv, Conv
 from jaxcnn.nn.dropout import Dropout
 from jaxcnn.nn.linear import Dense, Flatten

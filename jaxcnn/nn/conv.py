@@ -4,10 +4,11 @@ Both hold a kernel (and bias) and call :mod:`jaxcnn.functional.conv`; the
 math lives there. Layouts: activations NLC / NHWC / NDHWC, kernels KIO / HWIO /
 DHWIO.
 
-``DEFAULT_CONV_IMPL`` is the ONE place that picks the convolution
-implementation every module (and so every model) uses when its ``impl`` is
-``None``. It is read at call (trace) time, so assigning
-``jaxcnn.nn.conv.DEFAULT_CONV_IMPL = "im2col"`` affects modules traced after it.
+The convolution implementation is a field of each module (``impl``,
+default :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`, ``"auto"``), passed
+to the functional call: a model sets it on every conv it builds from its own
+``conv_impl`` field, so the choice is part of the module (and of every jit
+cache key that holds the module) and nothing global is read at trace time.
 """
 from __future__ import annotations
 
@@ -20,23 +21,15 @@ from flax import linen as nn
 from flax.linen.dtypes import promote_dtype
 
 from jaxcnn.functional import conv as conv_ops
-from jaxcnn.functional._checks import ACTIVATION_LAYOUTS, as_tuple
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
+from jaxcnn.functional.args import ACTIVATION_LAYOUTS, as_tuple
 from jaxcnn.functional.init import he_normal
 
 __all__ = ["DEFAULT_CONV_IMPL", "Conv", "ConnectionTableConv", "LECUN_C3_TABLE"]
 
-# The implementation behind every Conv whose impl is None (see the module docstring):
-# "auto" chooses xla or im2col per layer shape (jaxcnn.functional.conv_auto).
-DEFAULT_CONV_IMPL = "auto"
-
 _CONV_BY_NDIM = {1: conv_ops.conv1d, 2: conv_ops.conv2d, 3: conv_ops.conv3d}
 
 Initializer = Callable[..., jnp.ndarray]
-
-
-def resolve_impl(impl: str | None) -> str:
-    """``impl``, or :data:`DEFAULT_CONV_IMPL` when it is None."""
-    return DEFAULT_CONV_IMPL if impl is None else impl
 
 
 def _spatial_ndim(kernel_size, x) -> int:
@@ -79,7 +72,8 @@ class Conv(nn.Module):
       padding: int, ``d`` ints, ``d`` ``(low, high)`` pairs, ``"SAME"`` or ``"VALID"``.
       groups: channel groups (1 dense, ``C`` depthwise); must divide ``C`` and ``O``.
       use_bias: add a learned ``(O,)`` bias (turn off before a batch norm).
-      impl: ``"xla"``/``"im2col"``/``"auto"``; ``None`` = :data:`DEFAULT_CONV_IMPL` (``"auto"``).
+      impl: one of :data:`jaxcnn.functional.conv.IMPLS` (``"xla"``, ``"im2col"``,
+        ``"onednn"``, ``"auto"``, ``"auto_xla"``); default :data:`DEFAULT_CONV_IMPL` (``"auto"``).
       kernel_init, bias_init: Flax initializers ``(key, shape, dtype) -> array``;
         He normal (a conv is usually followed by a ReLU) and zeros by default.
       param_dtype: dtype of the parameters.
@@ -96,7 +90,7 @@ class Conv(nn.Module):
     dilation: int | Sequence[int] = 1
     groups: int = 1
     use_bias: bool = True
-    impl: str | None = None
+    impl: str = DEFAULT_CONV_IMPL
     kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
@@ -133,7 +127,7 @@ class Conv(nn.Module):
             padding=self.padding,
             dilation=self.dilation,
             groups=self.groups,
-            impl=resolve_impl(self.impl),
+            impl=self.impl,
         )
 
 
@@ -173,7 +167,8 @@ class ConnectionTableConv(nn.Module):
     Shapes: x ``(N, H, W, C)`` with ``C > max(table index)``; output
     ``(N, H', W', O)``, ``O = len(connections)``,
     ``H' = floor((H + P_lo + P_hi - KH) / stride) + 1``; ``bias`` ``(O,)``.
-    Params: ``T * KH * KW + O`` (C3: ``60 * 25 + 16 = 1516``).
+    Params: ``T * KH * KW + O`` (C3: ``60 * 25 + 16 = 1516``). ``impl``: as
+    :class:`Conv`'s.
 
     Initialisation: ``kernel_init`` draws the packed filters as an HWIO kernel
     ``(KH, KW, 1, T)`` (fan-in ``KH * KW``), and the filters of output map ``o``
@@ -193,7 +188,7 @@ class ConnectionTableConv(nn.Module):
     stride: int | Sequence[int] = 1
     padding: int | str | Sequence = 0
     use_bias: bool = True
-    impl: str | None = None
+    impl: str = DEFAULT_CONV_IMPL
     kernel_init: Initializer = he_normal
     bias_init: Initializer = nn.initializers.zeros
     param_dtype: jnp.dtype = jnp.float32
@@ -228,7 +223,7 @@ class ConnectionTableConv(nn.Module):
         )
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         return conv_ops.conv2d(
-            x, kernel, bias, stride=self.stride, padding=self.padding, impl=resolve_impl(self.impl)
+            x, kernel, bias, stride=self.stride, padding=self.padding, impl=self.impl
         )
 
 

@@ -15,7 +15,7 @@ from flax import linen as nn
 from flax.linen.dtypes import promote_dtype
 
 from jaxcnn.functional import local as local_ops
-from jaxcnn.functional._checks import as_tuple, positive_tuple
+from jaxcnn.functional.args import as_tuple, positive_tuple
 from jaxcnn.functional.init import he_normal
 from jaxcnn.functional.shapes import conv_output_shape
 

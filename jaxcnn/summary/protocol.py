@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxcnn.functional._checks import positive_tuple
+from jaxcnn.functional.args import positive_tuple
 from jaxcnn.functional.adaptive_pool import adaptive_bins
 from jaxcnn.summary.receptive_field import Field, compose
 

@@ -111,17 +111,6 @@ def format_table(
     )
 
 
-def default_input_shape(model_name: str) -> tuple[int, int, int, int]:
-    """The input shape ``(1, H, W, C)`` a zoo model was designed for (batch 1).
-
-    ``(H, W, C)`` comes from the registry, :func:`jaxcnn.models.input_shape`;
-    raises ValueError for a name it does not know.
-    """
-    from jaxcnn import models
-
-    return (1, *models.input_shape(model_name))
-
-
 def print_summary(
     model_name: str,
     input_shape: Sequence[int] | None = None,
@@ -131,7 +120,7 @@ def print_summary(
     """Print the layer table of the zoo model ``model_name``; return its rows.
 
     ``input_shape`` is the full NHWC input shape with batch, e.g. ``(1, 32, 32, 3)``;
-    by default the model's own (:func:`default_input_shape`, batch 1). The model
+    by default the model's own (``(1, *models.input_shape(model_name))``). The model
     is summarised in inference mode (``train=False``). Prints to ``file``
     (default stdout). Unknown names raise the registry's error; an
     ``input_shape`` that is not 4 ints raises ValueError.
@@ -140,7 +129,7 @@ def print_summary(
 
     module = models.get(model_name)
     if input_shape is None:
-        shape = default_input_shape(model_name)
+        shape = (1, *models.input_shape(model_name))
     else:
         shape = tuple(input_shape)
         if len(shape) != 4:  # e.g. (H, W, C) without the batch: 28 would become the batch

@@ -1,11 +1,16 @@
 """jaxcnn.train: train state, jit / pmap / sharded steps, optimizers, checkpoints.
 
 Public API (see each module's docstrings):
+    config.py      TrainConfig (every knob of a run; its fields make the CLI's flags)
+    loop.py        train_and_evaluate, evaluate_workdir: the epoch loop and exact resume
+    run_setup.py   setup_run, build_state, load_datasets: a run's parts, the model built once
+    executors.py   Executor, OneDevice, Pmap, Sharded, make_executor: how steps use the devices
     state.py       TrainState, create_train_state
     steps.py       train_step, eval_step (jax.jit; train_step donates the state)
     parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step,
                    synchronize_batch_norm
-    sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
+    sharded.py     make_mesh, shard_batch, replicate_state, partitionable, sharded_train_step,
+                   sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning
 """
@@ -30,6 +35,7 @@ from jaxcnn.train.parallel import (
 )
 from jaxcnn.train.sharded import (
     make_mesh,
+    partitionable,
     replicate_state,
     shard_batch,
     sharded_eval_step,

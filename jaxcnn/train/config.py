@@ -2,11 +2,15 @@
 
 The defaults are the main job: LeNet-5 on MNIST (read offline from the repo's
 ``data/mnist``), Adam (lr 1e-3) on a cosine schedule, batch 128, 8 epochs,
-random 2-pixel shifts: 99.45% test accuracy in 12.8 minutes on the project's
-2-core CPU (experiments/README.md). Adam rather than SGD because with
-He-initialised layers SGD+momentum at lr 0.05 kills this LeNet (dead ReLUs)
-and at lr 0.01 it learns more slowly; the shifts because without them the run
-overfits and ends at 99.19%.
+random 2-pixel shifts (the run and its result: README.md and
+experiments/README.md). Adam rather than SGD because with He-initialised
+layers SGD+momentum at lr 0.05 kills this LeNet (dead ReLUs) and at lr 0.01
+it learns more slowly; the shifts because without them the run overfits.
+
+Each field carries its command-line help in its metadata (``help``, and
+optionally ``flag``, ``metavar``, ``parse``, ``choices``, ``default_text``):
+``jaxcnn train`` generates one flag per field that has ``help``
+(:func:`jaxcnn.cli.build_parser`), so a new field with help text is a new flag.
 """
 from __future__ import annotations
 
@@ -17,10 +21,29 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
-SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "plateau")
+from jaxcnn.functional.conv import DEFAULT_CONV_IMPL, IMPLS as CONV_IMPLS
+from jaxcnn.train.optim import OPTIMIZERS, SCHEDULES
+
 PARALLEL_MODES = ("pmap", "sharded")
 CONFIG_FILENAME = "config.json"
+# On a CPU-only machine `--devices N` simulates N host devices with this XLA flag.
+HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def parse_float_list(text: str) -> tuple[float, ...]:
+    """``"30,60"`` -> ``(30, 60)`` (integral values as ints); ValueError names the expected form."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated epochs such as 30,60; got {text!r}") from None
+    return tuple(int(v) if v.is_integer() else v for v in values)
+
+
+def _option(default=dataclasses.MISSING, *, help: str, default_factory=dataclasses.MISSING,
+            **cli) -> dataclasses.Field:
+    """A config field with its command-line help (see the module docstring)."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"help": help, **cli})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +53,18 @@ class TrainConfig:
     Data
       model: a name from ``jaxcnn.models.names()``; model_kwargs: extra keyword
         arguments for ``models.get`` (``num_classes`` comes from the dataset).
+      conv_impl: the model's convolution implementation
+        (``models.get(model, conv_impl=...)``, one of
+        ``jaxcnn.functional.conv.IMPLS``; default ``"auto"``).
       dataset: a name from ``jaxcnn.data.names()``; data_dir: where the files
         are (None: ``$JAXCNN_DATA_DIR``, then the repo's ``data/``, then TFDS).
       train_examples / test_examples: use only the first N examples of a split
         (quick runs and smoke tests); None uses all of it.
       augment: random shifts of training images (crops of a zero-padded copy:
         4 pixels + horizontal flips for cifar10, 2 pixels without flips for
-        the digit and clothing datasets); None picks it per dataset (on for
-        cifar10, mnist and fashion_mnist, off for the 8x8 digits).
+        the digit and clothing datasets); None picks it per dataset
+        (:func:`jaxcnn.data.augmentation_for`: on for cifar10, mnist and
+        fashion_mnist, off for the 8x8 digits).
 
     Optimization
       epochs, batch_size (training drops the last partial batch, so every step
@@ -59,42 +86,102 @@ class TrainConfig:
       checkpoint_every_steps: also checkpoint every this many steps inside an
         epoch (0: only at epoch ends), so a killed run loses little;
         keep_checkpoints: how many checkpoints to keep.
+
+    A config is immutable, hashable and compared by value. The field groups
+    that matter to a resumed run are properties: :attr:`resume_changeable`
+    and :attr:`model_and_optimizer_fields`.
     """
 
-    model: str = "lenet5"
-    dataset: str = "mnist"
-    data_dir: str | None = None
+    model: str = _option("lenet5", help="model name, e.g. lenet5, resnet20, alexnet, vgg16 (an "
+                         "unknown name lists them all)")
+    dataset: str = _option("mnist", help="mnist, fashion_mnist, cifar10 or digits")
+    data_dir: str | None = _option(
+        None, metavar="DIR", help="directory holding the dataset files",
+        default_text="$JAXCNN_DATA_DIR, then the repo's data/ folder, then TFDS")
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    train_examples: int | None = None
-    test_examples: int | None = None
-    augment: bool | None = None
+    conv_impl: str = _option(DEFAULT_CONV_IMPL, choices=CONV_IMPLS, metavar="IMPL",
+                             help="the model's convolution implementation (auto: oneDNN on the "
+                             "CPU where it applies, else XLA's or im2col)")
+    train_examples: int | None = _option(
+        None, parse=int, metavar="N", default_text="all",
+        help="use only the first N training examples (quick runs)")
+    test_examples: int | None = _option(
+        None, parse=int, metavar="N", default_text="all",
+        help="use only the first N test examples")
+    augment: bool | None = _option(
+        None, parse=bool, default_text="on except for the 8x8 digits",
+        help="random shifts of training images (cifar10: 4 pixels + horizontal flips; others: "
+        "2 pixels, no flips)")
 
-    epochs: int = 8
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    decay_epochs: tuple[float, ...] = ()
-    decay_factor: float = 0.1
-    warmup_epochs: float = 0
-    plateau_patience: int = 2
-    plateau_factor: float = 0.1
+    epochs: int = _option(8, parse=int, metavar="N", help="number of epochs")
+    batch_size: int = _option(128, parse=int, metavar="N",
+                              help="training batch size (global, over all devices)")
+    eval_batch_size: int = _option(1000, parse=int, metavar="N", help="evaluation batch size")
+    optimizer: str = _option("adam", choices=OPTIMIZERS, help="optimizer")
+    lr: float = _option(1e-3, parse=float, metavar="X", help="base learning rate")
+    momentum: float = _option(0.9, parse=float, metavar="X", help="SGD momentum")
+    nesterov: bool = _option(False, parse=bool, help="Nesterov momentum (sgd)")
+    weight_decay: float = _option(0.0, parse=float, metavar="X",
+                                  help="weight decay (L2; decoupled for adamw)")
+    schedule: str = _option("cosine", choices=SCHEDULES, help="learning-rate schedule")
+    decay_epochs: tuple[float, ...] = _option(
+        (), parse=parse_float_list, metavar="E1,E2",
+        help="epochs at which the step schedule multiplies the lr by --decay-factor")
+    decay_factor: float = _option(0.1, parse=float, metavar="X", help="step schedule factor")
+    warmup_epochs: float = _option(0, parse=float, metavar="E",
+                                   help="linear warm-up length in epochs")
+    plateau_patience: int = _option(
+        2, parse=int, metavar="N",
+        help="plateau schedule: epochs without test-accuracy improvement before the lr is reduced")
+    plateau_factor: float = _option(0.1, parse=float, metavar="X",
+                                    help="plateau schedule: lr multiplier at each reduction")
 
-    seed: int = 0
-    devices: int = 1
-    parallel: str = "sharded"
-    checkpoint_every_steps: int = 200
-    keep_checkpoints: int = 3
+    seed: int = _option(0, parse=int, help="seed for init, dropout, data order, augmentation")
+    devices: int = _option(
+        1, parse=int, metavar="N",
+        help="devices for data-parallel training (1 = plain jit); on a CPU-only machine N host "
+        f"devices are simulated with XLA_FLAGS={HOST_DEVICE_FLAG}=N")
+    parallel: str = _option("sharded", choices=PARALLEL_MODES,
+                            help="multi-device strategy: pmap, or jit over a sharded device mesh")
+    checkpoint_every_steps: int = _option(
+        200, parse=int, flag="--checkpoint-every", metavar="STEPS",
+        help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only)")
+    keep_checkpoints: int = _option(3, parse=int, metavar="N", help="checkpoints to keep")
 
     def __post_init__(self):
         # Normalise JSON-ish values (lists from config.json) before validating.
         object.__setattr__(self, "decay_epochs", tuple(self.decay_epochs))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         self._validate()
+
+    def __hash__(self) -> int:
+        # model_kwargs is a dict: hash the JSON form, which equal configs share.
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    # ------------------------------------------------------------ field groups
+    @property
+    def resume_changeable(self) -> tuple[str, ...]:
+        """Fields a resumed run may change: they do not alter the computation (up to the
+        float reordering of another device count or conv implementation)."""
+        return ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "conv_impl",
+                "checkpoint_every_steps", "keep_checkpoints")
+
+    @property
+    def model_and_optimizer_fields(self) -> tuple[str, ...]:
+        """Fields that define the model and the optimizer (not the data or the devices)."""
+        return ("model", "model_kwargs", "conv_impl", "epochs", "optimizer", "lr", "momentum",
+                "nesterov", "weight_decay", "schedule", "decay_epochs", "decay_factor",
+                "warmup_epochs", "plateau_patience", "plateau_factor")
+
+    def model_and_optimizer(self) -> TrainConfig:
+        """This config with every field outside :attr:`model_and_optimizer_fields` at its default.
+
+        Equal for two runs that build the same model and optimizer, so it keys
+        the cache that lets them share one module, one optimizer and the jitted
+        steps compiled for them.
+        """
+        return TrainConfig(**{name: getattr(self, name)
+                              for name in self.model_and_optimizer_fields})
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
@@ -109,6 +196,7 @@ class TrainConfig:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("schedule", self.schedule, SCHEDULES)
         _require_choice("parallel", self.parallel, PARALLEL_MODES)
+        _require_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         _require_number("lr", self.lr, low=0.0, low_inclusive=False)
         _require_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         _require_number("weight_decay", self.weight_decay, low=0.0)
@@ -130,6 +218,8 @@ class TrainConfig:
             raise ValueError(f"data_dir must be a path string or null, got {self.data_dir!r}")
         if "num_classes" in self.model_kwargs:
             raise ValueError("model_kwargs must not set num_classes: it comes from the dataset")
+        if "conv_impl" in self.model_kwargs:
+            raise ValueError("model_kwargs must not set conv_impl: use the conv_impl field")
         for epoch in self.decay_epochs:
             _require_number("decay_epochs entry", epoch, low=0.0, low_inclusive=False)
         if list(self.decay_epochs) != sorted(set(self.decay_epochs)):

@@ -18,8 +18,6 @@ numbers as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -29,27 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxcnn import data, models
+from jaxcnn import data
+from jaxcnn.native.malloc import keep_freed_memory
 from jaxcnn.train import metrics as metrics_io
-from jaxcnn.train import parallel, sharded, steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
-from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
-from jaxcnn.train.state import create_train_state
+from jaxcnn.train.executors import OneDevice
+from jaxcnn.train.run_setup import build_state, load_datasets, setup_run
 
 CHECKPOINT_SUBDIR = "checkpoints"
-# Training-image augmentation when it is on: (padding, flip) = random crops of a
-# copy zero-padded by `padding` pixels on each side (random shifts of up to
-# `padding` pixels), plus a random horizontal mirror where it keeps the class.
-# Digits are not mirrored (a mirrored 2 is no 2).
-AUGMENTATIONS = {"cifar10": (4, True)}
-DEFAULT_AUGMENTATION = (2, False)
-# On unless the config says otherwise (8x8 digits are too small to shift by 2).
-AUGMENTED_BY_DEFAULT = ("cifar10", "mnist", "fashion_mnist")
-# Config fields a resumed run may change (they do not alter the computation
-# up to the float reordering of a different device count).
-RESUME_CHANGEABLE = ("epochs", "data_dir", "eval_batch_size", "devices", "parallel",
-                     "checkpoint_every_steps", "keep_checkpoints")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -93,7 +79,7 @@ def train_and_evaluate(
         ``checkpoints/``.
       resume: continue from the latest checkpoint in ``workdir`` (a fresh start
         when there is none yet). The config must equal the saved one except for
-        the fields in ``RESUME_CHANGEABLE``. Without ``resume`` a workdir that
+        the fields in ``config.resume_changeable``. Without ``resume`` a workdir that
         already holds checkpoints is refused.
       progress: show a tqdm progress bar per epoch (the one-line epoch
         summaries are printed either way).
@@ -109,35 +95,27 @@ def train_and_evaluate(
       FileNotFoundError: missing data directory or data files.
       TrainingDivergedError: a non-finite loss; names the step and the last
         good checkpoint, which is kept (the bad state is never saved).
+
+    Applies :func:`jaxcnn.native.malloc.keep_freed_memory` first (the run owns
+    the process).
     """
+    keep_freed_memory()  # the run owns the process: keep XLA's per-step buffers mapped
     config.check_names()
     workdir = Path(workdir)
     checkpoint_dir = workdir / CHECKPOINT_SUBDIR
     _check_workdir(config, workdir, checkpoint_dir, resume)
-    train_set, test_set = load_datasets(config)
-    steps_per_epoch = data.num_batches(len(train_set), config.batch_size, drop_remainder=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"batch_size ({config.batch_size}) is larger than the training set "
-            f"({len(train_set)} images); use a smaller batch size"
-        )
-    executor = make_executor(config, num_classes=train_set.num_classes)
-    state, plateau = build_state(config, train_set.num_classes, train_set.image_shape,
-                                 steps_per_epoch)
+    run = setup_run(config)
     config.save(workdir)
-    mean, std = _normalization_stats(config.dataset, train_set)
-    augment = config.augment if config.augment is not None else (
-        config.dataset in AUGMENTED_BY_DEFAULT)
-    augmentation = AUGMENTATIONS.get(config.dataset, DEFAULT_AUGMENTATION) if augment else None
     with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
         print(
-            f"training {config.model} on {config.dataset} ({len(train_set)} train / "
-            f"{len(test_set)} test images{_describe(augmentation)}): {config.epochs} "
-            f"epochs x {steps_per_epoch} steps of {config.batch_size}, {config.optimizer} "
-            f"lr {config.lr} ({config.schedule}), {executor.description}; workdir {workdir}",
+            f"training {config.model} on {config.dataset} ({len(run.train_set)} train / "
+            f"{len(run.test_set)} test images{data.describe_augmentation(run.augmentation)}): "
+            f"{config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
+            f"{config.optimizer} lr {config.lr} ({config.schedule}), "
+            f"{run.executor.description}; workdir {workdir}",
             flush=True,
         )
-        position = Position()
+        state, position = run.state, Position()
         if resume:
             restored = checkpointer.restore_latest(state)
             if restored is None:
@@ -152,9 +130,8 @@ def train_and_evaluate(
                 print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
                       f"(step {int(state.step)})")
         metrics_io.write_metrics(workdir, position.history)
-        runner = _EpochRunner(config, executor, checkpointer, _Preprocess(mean, std, augmentation),
-                              train_set, test_set, steps_per_epoch, plateau, progress)
-        device_state = executor.place(state)
+        runner = _EpochRunner(run, checkpointer, progress)
+        device_state = run.executor.place(state)
         while position.epoch < config.epochs:
             device_state = runner.run_epoch(device_state, position)
             position = position.next_epoch()
@@ -162,71 +139,6 @@ def train_and_evaluate(
             metrics_io.plot_curves(workdir, position.history)
             print(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
     return dict(position.history[-1])
-
-
-def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_epoch: int):
-    """The initial single-device TrainState of ``config`` and its Plateau controller (or None).
-
-    The optimizer is ``make_optimizer(config.optimizer, make_schedule(...))``
-    with the schedule laid out over ``steps_per_epoch``; the state is
-    initialised from ``config.seed`` on a ``(1, *image_shape)`` float32 input.
-    """
-
-    model, tx, plateau = _model_and_optimizer(
-        _config_key(config, _MODEL_AND_OPTIMIZER_FIELDS), num_classes, steps_per_epoch)
-    sample = jnp.zeros((1, *image_shape), jnp.float32)
-    return create_train_state(model, tx, _init_key(config.seed), sample), plateau
-
-
-# The fields that define the model and the optimizer (not the data or the devices).
-_MODEL_AND_OPTIMIZER_FIELDS = (
-    "model", "model_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
-    "plateau_factor")
-
-
-def _config_key(config: TrainConfig, fields) -> str:
-    values = config.to_dict()
-    return json.dumps({k: values[k] for k in fields}, sort_keys=True)
-
-
-@functools.lru_cache(maxsize=16)
-def _model_and_optimizer(key: str, num_classes: int, steps_per_epoch: int):
-    # Cached so that equal configs give the *same* module and optax objects: they
-    # are static parts of the TrainState, so the jitted steps compiled for one
-    # run are reused by the next (a resumed run in the same process, tests).
-
-    config = TrainConfig().replace(**json.loads(key))
-    plateau = (Plateau(factor=config.plateau_factor, patience=config.plateau_patience)
-               if config.schedule == "plateau" else None)
-    schedule = make_schedule(
-        config.schedule, base_lr=config.lr, steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs, decay_epochs=config.decay_epochs,
-        decay_factor=config.decay_factor, warmup_epochs=config.warmup_epochs)
-    tx = make_optimizer(
-        config.optimizer, schedule, momentum=config.momentum,
-        nesterov=config.nesterov and config.optimizer == "sgd",
-        weight_decay=config.weight_decay, plateau=plateau)
-    model = models.get(config.model, num_classes=num_classes, **config.model_kwargs)
-    return model, tx, plateau
-
-
-def load_datasets(config: TrainConfig):
-    """``(train, test)`` ArrayDatasets of ``config.dataset``, cut to the configured sizes.
-
-    Raises FileNotFoundError when ``config.data_dir`` is given but is not a
-    directory (rather than silently falling back to another source).
-    """
-
-    if config.data_dir is not None and not Path(config.data_dir).is_dir():
-        raise FileNotFoundError(f"data directory {config.data_dir} does not exist")
-    train_set = data.load(config.dataset, "train", data_dir=config.data_dir)
-    test_set = data.load(config.dataset, "test", data_dir=config.data_dir)
-    if config.train_examples is not None:
-        train_set = train_set.subset(slice(0, config.train_examples))
-    if config.test_examples is not None:
-        test_set = test_set.subset(slice(0, config.test_examples))
-    return train_set, test_set
 
 
 def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[float, float]:
@@ -266,9 +178,9 @@ def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dic
     if restored is None:
         raise FileNotFoundError(f"no checkpoints in {checkpoint_dir}: train first")
     state, _ = restored
-    mean, std = _normalization_stats(config.dataset, test_set)
-    loss, accuracy = evaluate(_OneDevice(), state, test_set, config.eval_batch_size,
-                              _Preprocess(mean, std, augmentation=None))
+    mean, std = data.normalization_stats(config.dataset, test_set)
+    loss, accuracy = evaluate(OneDevice(), state, test_set, config.eval_batch_size,
+                              data.Preprocess(mean, std, augmentation=None))
     return {"dataset": config.dataset, "test_loss": loss, "test_accuracy": accuracy,
             "test_images": len(test_set), "step": int(state.step)}
 
@@ -276,12 +188,11 @@ def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dic
 class _EpochRunner:
     """One epoch of training, evaluation and checkpoints."""
 
-    def __init__(self, config, executor, checkpointer, preprocess, train_set, test_set,
-                 steps_per_epoch, plateau, progress):
-        self.config, self.executor, self.checkpointer = config, executor, checkpointer
-        self.preprocess, self.train_set, self.test_set = preprocess, train_set, test_set
-        self.steps_per_epoch, self.plateau, self.progress = steps_per_epoch, plateau, progress
-        self.augment_key = _augment_key(config.seed)
+    def __init__(self, run, checkpointer, progress: bool):
+        self.config, self.executor, self.checkpointer = run.config, run.executor, checkpointer
+        self.preprocess, self.train_set, self.test_set = run.preprocess, run.train_set, run.test_set
+        self.steps_per_epoch, self.plateau, self.progress = run.steps_per_epoch, run.plateau, progress
+        self.augment_key = _augment_key(run.config.seed)
 
     def run_epoch(self, state, position: Position):
         """Train the rest of ``position.epoch``, evaluate, checkpoint; updates ``position``.
@@ -366,150 +277,7 @@ def _postfix(position: Position) -> dict:
     }
 
 
-# ------------------------------------------------------------------ devices
-def make_executor(config: TrainConfig, *, num_classes: int):
-    """How steps run: one device (jit), or ``config.devices`` devices with pmap or a mesh.
-
-    Every executor has ``place(state)`` (single-device state -> its device
-    layout), ``to_host(state)`` (back to one device, for saving and the
-    plateau), ``train_step`` / ``eval_step`` taking global NHWC batches, and a
-    ``description``.
-    """
-    if config.devices == 1:
-        return _OneDevice()
-    available = jax.device_count()
-    if config.devices > available:
-        raise ValueError(
-            f"devices={config.devices} but JAX sees {available} device(s); on a CPU set "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} (the jaxcnn "
-            "command does that itself) or use fewer devices"
-        )
-    if config.parallel == "pmap":
-        return _Pmap(config, num_classes)
-    return _Sharded(config.devices)
-
-
-class _OneDevice:
-    description = "1 device (jax.jit)"
-
-    def __init__(self):
-        # Looked up at construction (not import) time, so a patched step is seen.
-        self.train_step, self.eval_step = steps.train_step, steps.eval_step
-
-    def place(self, state):
-        return state
-
-    def to_host(self, state):
-        return state
-
-
-class _Pmap:
-    """``jax.pmap`` over the first N devices, with BatchNorm synchronised over the batch axis.
-
-    Training uses the model rebuilt with ``bn_axis_name="batch"`` (so batch
-    statistics are global); single-device work uses the plain model (the
-    variables are the same).
-    """
-
-    def __init__(self, config: TrainConfig, num_classes: int):
-        self.devices, self.model_name = config.devices, config.model
-        self.description = f"{self.devices} devices (jax.pmap)"
-        model = models.get(config.model, num_classes=num_classes, **config.model_kwargs)
-        self.plain_apply = model.apply
-        self.synced_apply = (model.clone(bn_axis_name=parallel.BATCH_AXIS).apply
-                             if hasattr(model, "bn_axis_name") else None)
-
-    def place(self, state):
-        if self.synced_apply is None and state.batch_stats:
-            raise ValueError(
-                f"model {self.model_name!r} has batch norm but no bn_axis_name option, so under "
-                "pmap each device would normalise with its own statistics; use parallel "
-                '"sharded" (--parallel sharded)'
-            )
-        apply_fn = self.synced_apply or self.plain_apply
-        return parallel.replicate(state.replace(apply_fn=apply_fn), self.devices)
-
-    def to_host(self, state):
-        return parallel.unreplicate(state).replace(apply_fn=self.plain_apply)
-
-    def train_step(self, state, images, labels):
-        return parallel.pmap_train_step(state, parallel.shard(images, self.devices),
-                                        parallel.shard(labels, self.devices))
-
-    def eval_step(self, state, images, labels):
-        if len(labels) % self.devices:  # the last partial batch: one device
-            return steps.eval_step(self.to_host(state), images, labels)
-        return parallel.pmap_eval_step(state, parallel.shard(images, self.devices),
-                                       parallel.shard(labels, self.devices))
-
-
-class _Sharded:
-    """``jax.jit`` over a 1-D device mesh: replicated state, batch split along its first axis."""
-
-    def __init__(self, devices: int):
-        self.mesh = sharded.make_mesh(devices)
-        self.description = f"{devices} devices (jax.jit over a sharded mesh)"
-
-    def place(self, state):
-        return sharded.replicate_state(self.mesh, state)
-
-    def to_host(self, state):
-        return jax.device_put(state, jax.devices()[0])
-
-    def train_step(self, state, images, labels):
-        return sharded.sharded_train_step(state, sharded.shard_batch(self.mesh, images),
-                                          sharded.shard_batch(self.mesh, labels))
-
-    def eval_step(self, state, images, labels):
-        if len(labels) % self.mesh.devices.size:  # the last partial batch: one device
-            return steps.eval_step(self.to_host(state), images, labels)
-        return sharded.sharded_eval_step(state, sharded.shard_batch(self.mesh, images),
-                                         sharded.shard_batch(self.mesh, labels))
-
-
 # ------------------------------------------------------------------ helpers
-class _Preprocess:
-    """uint8 batches -> normalized float32 (jitted); ``train`` also augments.
-
-    ``augmentation`` is None or ``(padding, flip)`` (see ``AUGMENTATIONS``).
-    Augmentation runs on the uint8 pixels, so the padding is black (the
-    background of MNIST; torchvision's CIFAR pipeline pads the same way).
-    """
-
-    def __init__(self, mean, std, augmentation: tuple[int, bool] | None):
-        self.eval, self.train = _preprocess_functions(
-            tuple(np.asarray(mean, np.float32).tolist()),
-            tuple(np.asarray(std, np.float32).tolist()), augmentation)
-
-
-@functools.lru_cache(maxsize=16)
-def _preprocess_functions(mean: tuple, std: tuple, augmentation):
-    # NumPy constants: normalize() validates std on concrete values.
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-
-    def train(images, key):
-        if augmentation is not None:
-            padding, flip = augmentation
-            images = data.random_crop_flip(key, images, padding=padding)
-            if not flip:  # mirror the mirrored ones back: a pure random shift
-                _, flipped = data.crop_flip_params(key, images.shape[0], padding=padding)
-                images = jnp.where(flipped[:, None, None, None], images[:, :, ::-1], images)
-        return data.normalize(images, mean, std)
-
-    return jax.jit(lambda images: data.normalize(images, mean, std)), jax.jit(train)
-
-
-def _describe(augmentation) -> str:
-    if augmentation is None:
-        return ""
-    padding, flip = augmentation
-    return f", random {padding}-pixel shifts{' and flips' if flip else ''}"
-
-
-def _init_key(seed: int):
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 0)
-
-
 def _augment_key(seed: int):
     return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
 
@@ -528,19 +296,11 @@ def _check_workdir(config: TrainConfig, workdir: Path, checkpoint_dir: Path, res
     if not (workdir / "config.json").is_file():
         return
     saved, given = TrainConfig.load(workdir).to_dict(), config.to_dict()
-    changed = [k for k in given if k not in RESUME_CHANGEABLE and saved[k] != given[k]]
+    changed = [k for k in given
+               if k not in config.resume_changeable and saved[k] != given[k]]
     if changed:
         details = "; ".join(f"{k} (saved {saved[k]!r}, given {given[k]!r})" for k in changed)
         raise ValueError(f"cannot change {details} when resuming {workdir}")
-
-
-def _normalization_stats(dataset_name: str, train_set):
-    """Per-channel (mean, std) in [0, 1] pixel units: published constants, else measured."""
-
-    try:
-        return data.stats_for(dataset_name)
-    except ValueError:  # no constants for this dataset: measure the training split
-        return data.channel_stats(train_set)
 
 
 def _scalar(value) -> float:

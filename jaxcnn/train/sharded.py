@@ -7,6 +7,13 @@ step is the single-device step, compiled once with those input/output
 shardings: XLA's SPMD partitioner inserts the gradient all-reduce, and a
 BatchNorm mean over the batch axis is an all-reduce over the global batch, so
 batch norm is synchronised without any ``axis_name`` in the model.
+
+XLA cannot partition a custom call such as the oneDNN convolution: traced
+with one, every device would all-gather the whole batch and convolve all of
+it. Build the model of a sharded state with a partitionable conv
+implementation -- :func:`partitionable` turns ``conv_impl="auto"`` into
+``"auto_xla"`` -- as the sharded executor of :mod:`jaxcnn.train.executors`
+does; ``pmap`` and ``shard_map`` see per-device shapes and need nothing.
 """
 from __future__ import annotations
 
@@ -16,7 +23,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxcnn.functional.conv_auto import without_onednn
 from jaxcnn.train.steps import eval_step_body, train_step_body
 
 MESH_AXIS = "batch"
@@ -73,30 +79,32 @@ def replicate_state(mesh: Mesh, state):
     return jax.device_put(state, _replicated(mesh))
 
 
+@functools.lru_cache(maxsize=32)
+def partitionable(model):
+    """``model`` with a conv implementation GSPMD can partition (``"auto"`` -> ``"auto_xla"``).
+
+    A model without a ``conv_impl`` field, or with any other implementation,
+    is returned unchanged (an explicit ``"onednn"`` stays: it runs, gathered).
+    Equal models give the *same* clone, so its ``apply`` (a static part of the
+    train state, compared by identity) keeps the jitted steps' cache warm
+    across runs.
+    """
+    if getattr(model, "conv_impl", None) == "auto":
+        return model.clone(conv_impl="auto_xla")
+    return model
+
+
 @functools.cache
-def _traced_without_onednn(body):
-    """``body``, whose tracing keeps ``impl="auto"`` on XLA's (partitionable) convolutions."""
-
-    @functools.wraps(body)
-    def traced(*args):
-        with without_onednn():
-            return body(*args)
-
-    return traced
-
-
 def _compiled(mesh: Mesh):
     replicated, batch = _replicated(mesh), _batch_sharding(mesh)
-    # XLA cannot partition the oneDNN custom call: it would gather the whole batch
-    # onto every device (jaxcnn.functional.conv_auto.without_onednn).
     train = jax.jit(
-        _traced_without_onednn(train_step_body),
+        train_step_body,
         in_shardings=(replicated, batch, batch),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
     evaluate = jax.jit(
-        _traced_without_onednn(eval_step_body), in_shardings=(replicated, batch, batch), out_shardings=replicated
+        eval_step_body, in_shardings=(replicated, batch, batch), out_shardings=replicated
     )
     return train, evaluate
 

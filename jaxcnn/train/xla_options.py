@@ -4,17 +4,14 @@ jaxlib 0.10's XLA:CPU hands a convolution to YNNPACK when it has more than 16
 input or output features, and uses XLA's own (Eigen) convolution otherwise.
 The kernel gradient of a convolution is itself a convolution whose "features"
 are the batch size, so at batch 128 every kernel gradient goes to YNNPACK,
-where it is 1.3-3x slower than Eigen's on every conv layer of LeNet-5 and
-ResNet-20 (LeNet-5 conv2: 100 vs 35 ms of CPU time); and on 2 cores XLA's own
-convolutions also run better in parallel. With YNNPACK kept for matrix
-products and reductions only, the ResNet-20 train step is 1.8x and its eval
-step 1.6x faster in wall time, the LeNet-5 train step 2.1x (its eval step:
-equal). YNNPACK's elementwise fusions are left out as well: they swallowed a
-convolution followed by a bias add, and split XLA's loop fusions into more
-passes over memory. (A YNNPACK reduction fusion may still take the
-convolution that consumes it, as a max pool followed by a conv in LeNet-5's
-eval step; the kernel gradients never go there.) Measurements:
-experiments/PERFORMANCE.md.
+where it was slower than Eigen's on every conv layer measured. The option
+below keeps YNNPACK for matrix products and reductions only; YNNPACK's
+elementwise fusions are left out as well (they swallowed a convolution
+followed by a bias add, and split XLA's loop fusions into more passes over
+memory). A YNNPACK reduction fusion may still take the convolution that
+consumes it (a max pool followed by a conv); the kernel gradients never go
+there. The measurements: experiments/PERFORMANCE.md, "Train and eval steps
+compiled without YNNPACK convolutions".
 
 The options are DebugOptions of this XLA version: with a jaxlib whose
 ``major.minor`` is not in :data:`TESTED_JAXLIB` they are left out (an unknown

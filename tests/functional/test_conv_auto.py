@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import models, summary
-from jaxcnn.bench import conv_layers
+from jaxcnn.summary import conv_layers
 from jaxcnn.functional import conv as conv_ops
 from jaxcnn.functional import conv_auto
 from jaxcnn.functional.conv_auto import AUTO_CHOICES, auto_impl
@@ -37,7 +37,7 @@ def without_onednn(monkeypatch):
 def test_auto_picks_a_valid_implementation_for_every_zoo_conv_layer(onednn_setting):
     chosen = {}
     for name in models.names():
-        layers = conv_layers(models.get(name), summary.default_input_shape(name))
+        layers = conv_layers(models.get(name), (1, *models.input_shape(name)))
         assert layers, f"{name} has no conv layer?"
         for layer in layers:
             impl = auto_impl(layer.input_shape, layer.kernel_shape, layer.stride, layer.padding,
@@ -161,3 +161,25 @@ def test_bf16_inputs_give_bf16_outputs_close_to_float32(x_shape, w_shape, kwargs
                                               **kwargs).astype(jnp.float32).sum())(
         jnp.asarray(w, jnp.bfloat16))
     assert grad.dtype == jnp.bfloat16
+
+
+def test_auto_xla_is_the_rule_without_onednn_and_computes_the_same_numbers():
+    # What the sharded executor uses: never the custom call GSPMD cannot partition.
+    shapes = [((1, 28, 28, 1), (5, 5, 1, 20), ((2, 2), (2, 2))),  # lenet5 conv1: auto may pick onednn
+              ((2, 5, 5, 16), (5, 5, 16, 8), ((0, 0), (0, 0)))]  # covers the input: im2col
+    for x_shape, w_shape, pads in shapes:
+        args = (x_shape, w_shape, (1, 1), pads, (1, 1), 1, "float32")
+        with_onednn_allowed = auto_impl(*args)
+        without = auto_impl(*args, allow_onednn=False)
+        assert without != "onednn"
+        if with_onednn_allowed != "onednn":
+            assert without == with_onednn_allowed
+        x = jnp.asarray(RNG.standard_normal(x_shape), jnp.float32)
+        w = jnp.asarray(RNG.standard_normal(w_shape), jnp.float32)
+        padding = tuple(pads)
+        np.testing.assert_allclose(conv_ops.conv2d(x, w, padding=padding, impl="auto_xla"),
+                                   conv_ops.conv2d(x, w, padding=padding, impl="xla"),
+                                   rtol=1e-4, atol=1e-4)
+        jaxpr = str(jax.make_jaxpr(lambda x, w: conv_ops.conv2d(x, w, padding=padding,
+                                                                impl="auto_xla"))(x, w))
+        assert "jaxcnn_onednn" not in jaxpr

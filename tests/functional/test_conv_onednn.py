@@ -23,7 +23,7 @@ from jaxcnn.functional import conv2d, conv_onednn
 from jaxcnn.functional.conv_auto import auto_impl
 
 ON_X86_LINUX = sys.platform.startswith("linux") and platform.machine() == "x86_64"
-requires_onednn = pytest.mark.skipif(not native.available(), reason=native.status())
+requires_onednn = pytest.mark.skipif(not native.available(), reason=str(native.status()))
 
 # (x shape, kernel shape, stride, padding): square and non-square, strides 1-3,
 # symmetric, asymmetric, "SAME" and "VALID" padding, a window larger than the stride
@@ -47,8 +47,10 @@ def test_kernels_build_on_x86_linux():
     # Silent fallback would hide a broken build: where the project is tested they must load.
     if not ON_X86_LINUX or shutil.which(os.environ.get("CXX", "g++")) is None:
         pytest.skip("the oneDNN kernels are built on x86-64 Linux with a C++ compiler")
-    assert native.available(), native.status()
-    assert "loaded from" in native.status()
+    assert native.available(), str(native.status())
+    status = native.status()
+    assert status.loaded and status.reason is None and status.path.endswith(native.LIBRARY_NAME)
+    assert "loaded from" in str(status)
 
 
 @requires_onednn
@@ -77,7 +79,7 @@ def test_forward_and_both_gradients_match_torch(x_shape, w_shape, stride, paddin
 
 def conv_onednn_pads(x_shape, w_shape, stride, padding):
     """The explicit ((top, bottom), (left, right)) conv2d resolves ``padding`` to."""
-    from jaxcnn.functional._checks import explicit_padding
+    from jaxcnn.functional.args import explicit_padding
 
     strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
     return explicit_padding(padding, x_shape[1:3], w_shape[:2], strides, (1, 1))
@@ -173,15 +175,17 @@ def test_unsupported_convolutions_are_refused_with_the_alternative(x, w, kwargs,
     assert "impl='auto'" in str(error.value)
 
 
-def test_missing_kernels_are_reported_not_crashed(tmp_path):
-    # A fresh process where oneDNN cannot be found: available() is False with the reason,
-    # auto falls back to XLA, and an explicit impl="onednn" says why it cannot run.
+def test_missing_kernels_are_reported_not_crashed_and_never_compiled_on_use(tmp_path):
+    # A fresh process with an empty build directory: available() only looks, so it is
+    # False with the reason and compiles nothing, auto falls back to XLA, and an explicit
+    # impl="onednn" says why it cannot run.
     code = (
         "import jax.numpy as jnp\n"
         "from jaxcnn import native\n"
         "from jaxcnn.functional import conv2d\n"
         "assert not native.available()\n"
         "print(native.status())\n"
+        "assert native.status().loaded is False and not native.status()\n"
         "x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 4))\n"
         "assert conv2d(x, w, impl='auto').shape == (1, 3, 3, 4)\n"
         "try:\n"
@@ -189,12 +193,34 @@ def test_missing_kernels_are_reported_not_crashed(tmp_path):
         "except ValueError as error:\n"
         "    print('refused:', error)\n"
     )
-    env = dict(os.environ, JAXCNN_DISABLE_ONEDNN="1", JAXCNN_NATIVE_DIR=str(tmp_path))
+    env = dict(os.environ, JAXCNN_NATIVE_DIR=str(tmp_path))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "unavailable: disabled by the JAXCNN_DISABLE_ONEDNN" in result.stdout
+    if native.available():  # this platform can have them: they were simply not built there
+        assert "unavailable: not built for this jaxlib and oneDNN" in result.stdout
+        assert "python -m jaxcnn.native" in result.stdout
     assert "refused: impl='onednn' is not usable here" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no compiler ran
+
+
+@pytest.mark.skipif(not native.available(), reason=str(native.status()))
+def test_the_build_command_compiles_logs_and_exits_by_the_status_value(tmp_path):
+    env = dict(os.environ, JAXCNN_NATIVE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "jaxcnn.native"], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    (build_dir,) = tmp_path.iterdir()
+    assert (build_dir / native.LIBRARY_NAME).is_file()
+    log = (build_dir / native.BUILD_LOG_NAME).read_text()
+    assert log.startswith("$ ") and "-Wall" in log and "exit status 0" in log
+    assert f"compiler output: {build_dir / native.BUILD_LOG_NAME}" in result.stdout
+    assert f"loaded from {build_dir / native.LIBRARY_NAME}" in result.stdout
+    # A status that is not loaded exits 1 (the value decides, not a search of the text).
+    broken = dict(env, JAXCNN_NATIVE_DIR=str(tmp_path / "elsewhere"), CXX="no-such-c++")
+    failed = subprocess.run([sys.executable, "-m", "jaxcnn.native"], capture_output=True,
+                            text=True, env=broken, timeout=300)
+    assert failed.returncode == 1 and "not built: no C++ compiler: 'no-such-c++'" in failed.stdout
 
 
 def test_supports_names_the_eligible_convolutions():

@@ -63,3 +63,63 @@ def test_every_model_has_an_input_shape_that_it_accepts():
     assert models.input_shape("alexnet") == (227, 227, 3)
     with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: alexnet"):
         models.input_shape("resnet19")
+
+
+# Small inputs every architecture accepts, so tracing stays cheap.
+_SMALL_INPUTS = {"lenet5": (28, 28, 1), "lenet5_classic": (32, 32, 1),
+                 "lenet5_adaptive": (12, 12, 1), "alexnet": (67, 67, 3), "googlenet": (16, 16, 3),
+                 "resnet18": (16, 16, 3), "resnet50": (16, 16, 3), "resnet20": (8, 8, 3),
+                 "vgg11": (32, 32, 3)}
+
+
+def _conv_impls(model, hwc) -> list[str]:
+    """The ``impl`` of every conv layer ``model`` calls on a (1, *hwc) input."""
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from jaxcnn.nn import ConnectionTableConv, Conv
+
+    impls = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, (Conv, ConnectionTableConv)) and context.method_name == "__call__":
+            impls.append(context.module.impl)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x),
+                       jax.ShapeDtypeStruct((1, *hwc), jnp.float32))
+    return impls
+
+
+@pytest.mark.parametrize("name", sorted(_SMALL_INPUTS))
+def test_conv_impl_reaches_every_conv_of_the_model(name):
+    from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
+
+    assert models.get(name).conv_impl == DEFAULT_CONV_IMPL == "auto"
+    impls = _conv_impls(models.get(name, conv_impl="im2col"), _SMALL_INPUTS[name])
+    assert impls and set(impls) == {"im2col"}, impls
+
+
+def test_every_model_has_a_conv_impl_field():
+    for name in models.names():
+        assert models.get(name, conv_impl="xla").conv_impl == "xla", name
+
+
+def test_conv_impl_changes_the_traced_program():
+    # The choice is part of the module, so jit caches keyed on it (a TrainState's
+    # apply_fn) trace again: the programs differ in their convolution primitives.
+    import jax
+    import jax.numpy as jnp
+
+    from jaxcnn import native
+
+    x = jnp.zeros((2, 8, 8, 3))
+    variables = models.get("resnet20").init(jax.random.PRNGKey(0), x)
+    jaxprs = {impl: str(jax.make_jaxpr(models.get("resnet20", conv_impl=impl).apply)(variables, x))
+              for impl in ("xla", "im2col", "auto", "auto_xla")}
+    assert "conv_general_dilated" in jaxprs["xla"] and "conv_general_dilated" not in jaxprs["im2col"]
+    assert jaxprs["auto_xla"] == jaxprs["xla"]  # 3x3 pad-1 convs: the rule picks XLA's
+    assert ("jaxcnn_onednn_conv_fwd" in jaxprs["auto"]) == native.available()
+    assert models.get("resnet20", conv_impl="auto") != models.get("resnet20", conv_impl="auto_xla")

@@ -1,36 +1,47 @@
-"""keep_freed_memory: applied once at import, opt-out honoured, and it stops per-step page faults."""
+"""keep_freed_memory: never applied by import, applied by the entry points, opt-out honoured,
+and it stops per-step page faults."""
 import os
-import resource
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import pytest
-
-from jaxcnn.native import malloc
 
 ON_LINUX = sys.platform.startswith("linux")
 
 
+def _run(code: str, **env) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, **env), timeout=300, check=True).stdout
+
+
 @pytest.mark.skipif(not ON_LINUX, reason="glibc's mallopt is Linux-only")
-def test_applied_once_by_import_and_idempotent():
-    assert malloc._applied == {"result": True}  # import jaxcnn ran it
-    assert malloc.keep_freed_memory() is True
+def test_import_changes_nothing_and_the_command_applies_it_once():
+    code = (
+        "import jaxcnn, jaxcnn.functional, jaxcnn.nn, jaxcnn.models, jaxcnn.data, jaxcnn.train\n"
+        "import jaxcnn.train.loop, jaxcnn.cli\n"
+        "from jaxcnn.native import malloc\n"
+        "print(malloc._applied)\n"
+        "status = jaxcnn.cli.main(['train', '--epochs', '0'])  # parsed, then refused by the config\n"
+        "print(status, malloc._applied, malloc.keep_freed_memory())\n"
+    )
+    lines = _run(code, JAXCNN_MALLOC_TUNING="1").strip().splitlines()
+    assert lines[0] == "{}"
+    assert lines[-1] == "2 {'result': True} True"
 
 
 def test_opt_out_leaves_malloc_alone():
-    code = "import jaxcnn; from jaxcnn.native import malloc; print(malloc._applied)"
-    env = dict(os.environ, JAXCNN_MALLOC_TUNING="0")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=300, check=True).stdout
-    assert out.strip() == "{'result': False}"
+    code = "from jaxcnn.native import malloc; print(malloc.keep_freed_memory(), malloc._applied)"
+    assert _run(code, JAXCNN_MALLOC_TUNING="0").strip() == "False {'result': False}"
 
 
 _FAULTS_PER_CALL = """
 import resource, sys
+import os
 import jax, jax.numpy as jnp
-import jaxcnn
+from jaxcnn.native import malloc
+
+if os.environ["JAXCNN_PROBE_TUNED"] == "1":
+    malloc.keep_freed_memory()  # what a script does; the untuned baseline does not call it
 
 @jax.jit
 def step(x, w):
@@ -51,10 +62,9 @@ print(steady[len(steady) // 2])
 """
 
 
-def _median_faults_per_call(tuning: str) -> float:
-    env = dict(os.environ, JAXCNN_MALLOC_TUNING=tuning)
-    out = subprocess.run([sys.executable, "-c", _FAULTS_PER_CALL], capture_output=True, text=True,
-                         env=env, timeout=300, check=True).stdout
+def _median_faults_per_call(tuned: bool) -> float:
+    out = _run(_FAULTS_PER_CALL, JAXCNN_PROBE_TUNED="1" if tuned else "0",
+               JAXCNN_MALLOC_TUNING="1")
     return float(out.strip().splitlines()[-1])
 
 
@@ -64,6 +74,6 @@ def test_repeated_steps_with_a_large_temporary_do_not_page_fault():
     # exceed glibc's mmap threshold: with glibc's defaults every call maps fresh pages.
     # Median of calls 11-40: 0 faults tuned (1-4 of those 30 calls still land the block on
     # fresh heap), ~16,450 with glibc's defaults (64 MB / 4 KiB pages, every call).
-    tuned, untuned = _median_faults_per_call("1"), _median_faults_per_call("0")
+    tuned, untuned = _median_faults_per_call(True), _median_faults_per_call(False)
     assert untuned > 8_000, f"the probe no longer allocates a large temporary ({untuned} faults)"
     assert tuned < 1_000, (tuned, untuned)

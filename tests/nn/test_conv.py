@@ -7,7 +7,6 @@ from jax.test_util import check_grads
 
 from jaxcnn.functional.conv import conv1d, conv2d, conv3d
 from jaxcnn.nn import LECUN_C3_TABLE, ConnectionTableConv, Conv
-from jaxcnn.nn import conv as conv_module
 
 KEY = jax.random.key(0)
 
@@ -66,16 +65,25 @@ def test_use_bias_false_has_no_bias_and_the_kernel_is_he_initialised():
     assert abs(std - np.sqrt(2 / 288)) < 0.05 * np.sqrt(2 / 288)
 
 
-def test_impl_none_uses_the_module_default_at_call_time(monkeypatch):
+def test_impl_is_a_field_with_one_default_and_reaches_the_functional_call():
+    from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
+
     x = jax.random.normal(jax.random.key(3), (1, 6, 6, 2))
     module = Conv(3, (3, 3), padding=1)
+    assert module.impl == DEFAULT_CONV_IMPL == "auto"
     variables = module.init(KEY, x)
     y_default = module.apply(variables, x)
     y_im2col = Conv(3, (3, 3), padding=1, impl="im2col").apply(variables, x)
     np.testing.assert_allclose(y_default, y_im2col, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(conv_module, "DEFAULT_CONV_IMPL", "no-such-impl")
     with pytest.raises(ValueError, match="unknown impl 'no-such-impl'"):
-        module.apply(variables, x)
+        Conv(3, (3, 3), padding=1, impl="no-such-impl").apply(variables, x)
+    # The implementation is part of the module, so of every jit cache key holding it:
+    # the traced programs differ (im2col has no convolution primitive).
+    jaxprs = {impl: str(jax.make_jaxpr(Conv(3, (3, 3), padding=1, impl=impl).apply)(variables, x))
+              for impl in ("xla", "im2col")}
+    assert "conv_general_dilated" in jaxprs["xla"]
+    assert "conv_general_dilated" not in jaxprs["im2col"]
+    assert Conv(3, 3, impl="xla") != Conv(3, 3, impl="im2col")
 
 
 @pytest.mark.parametrize(

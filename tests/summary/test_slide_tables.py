@@ -12,7 +12,7 @@ import pytest
 
 from jaxcnn import models
 from jaxcnn import nn as jnn
-from jaxcnn.summary import Row, default_input_shape, format_table, print_summary, summarize
+from jaxcnn.summary import Row, format_table, print_summary, summarize
 
 
 def by_name(rows: list[Row]) -> dict[str, Row]:
@@ -215,15 +215,7 @@ def test_print_summary_uses_the_default_input_shape():
     text = out.getvalue()
     assert text.startswith("lenet5 on input 1x28x28x1\n")
     assert "params: 1,256,080" in text
-    assert rows[0].output_shape == default_input_shape("lenet5") == (1, 28, 28, 1)
-    assert default_input_shape("resnet50") == (1, 224, 224, 3)
-    assert default_input_shape("resnet20") == (1, 32, 32, 3)
+    assert rows[0].output_shape == (1, *models.input_shape("lenet5")) == (1, 28, 28, 1)
     # Any input size the pooling allows: lenet5 on 8x8 digits.
     rows = print_summary("lenet5", (2, 8, 8, 1), file=io.StringIO())
     assert by_name(rows)["fc3"].params == 2 * 2 * 50 * 500 + 500
-
-
-def test_every_zoo_model_has_a_default_input_shape():
-    for name in models.names():
-        shape = default_input_shape(name)
-        assert len(shape) == 4 and shape[0] == 1

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from jaxcnn import models
 from jaxcnn import nn as jnn
-from jaxcnn.summary import KINDS, Row, default_input_shape, format_table, print_summary, summarize
+from jaxcnn.summary import KINDS, Row, format_table, print_summary, summarize
 
 
 def by_name(rows: list[Row]) -> dict[str, Row]:
@@ -150,6 +151,6 @@ def test_bad_adaptive_output_size():
 
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'lenet6'; valid names: alexnet"):
-        default_input_shape("lenet6")
+        models.input_shape("lenet6")
     with pytest.raises(ValueError, match="lenet5"):  # the registry lists the valid names
         print_summary("lenet6", file=io.StringIO())

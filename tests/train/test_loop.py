@@ -121,33 +121,6 @@ def test_plot_curves_writes_a_png(tmp_path):
     assert (width, height) == (1000, 400)
 
 
-# --------------------------------------------------------------- augmentation
-def test_training_augmentation_is_a_random_shift_or_crop_flip_of_the_padded_image():
-    import jax
-
-    from jaxcnn import data
-    from jaxcnn.train.loop import AUGMENTATIONS, DEFAULT_AUGMENTATION, _Preprocess
-
-    assert AUGMENTATIONS["cifar10"] == (4, True) and DEFAULT_AUGMENTATION == (2, False)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (32, 7, 6, 2), dtype=np.uint8)
-    mean, std = np.array([0.5, 0.25], np.float32), np.array([0.2, 0.4], np.float32)
-    key = jax.random.PRNGKey(7)
-    for padding, flip in [(2, False), (3, True)]:
-        out = np.asarray(_Preprocess(mean, std, (padding, flip)).train(images, key))
-        offsets, flips = (np.asarray(a) for a in data.crop_flip_params(key, 32, padding=padding))
-        assert 0 < flips.sum() < 32
-        padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        for i, ((row, col), mirrored) in enumerate(zip(offsets, flips)):
-            expected = padded[i, row:row + 7, col:col + 6]
-            if flip and mirrored:
-                expected = expected[:, ::-1]
-            np.testing.assert_allclose(out[i], (expected / 255.0 - mean) / std, rtol=1e-5,
-                                       atol=1e-5)
-    evaluated = np.asarray(_Preprocess(mean, std, None).eval(images))
-    np.testing.assert_allclose(evaluated, (images / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
-
-
 # ----------------------------------------------------------------------- loop
 # LeNet-5 on digits: 1,442 // 64 = 22 steps per epoch; checkpoints every 10 steps
 # and at epoch ends: 10, 20, 22, 30, 40, 44.
@@ -196,7 +169,7 @@ def interrupt_at_step(monkeypatch, step: int, signal_number: int | None = None):
 
 def test_run_writes_metrics_curves_config_and_checkpoints(reference):
     from jaxcnn.train.checkpoint import Checkpointer
-    from jaxcnn.train.loop import build_state
+    from jaxcnn.train.run_setup import build_state
 
     workdir, final, records = reference
     assert [r["epoch"] for r in records] == [1, 2]
@@ -304,7 +277,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     import jax
 
     from jaxcnn.train.checkpoint import Checkpointer
-    from jaxcnn.train.loop import TrainingDivergedError, build_state, train_and_evaluate
+    from jaxcnn.train.loop import TrainingDivergedError, train_and_evaluate
+    from jaxcnn.train.run_setup import build_state
 
     # Warm-up starts at lr 0, so step 1 is a finite update that gets saved
     # (checkpoint every step); then the rate climbs towards 1e5 and blows up.
@@ -376,7 +350,8 @@ def _plateau_scales(accuracies, *, patience, factor, min_delta=1e-4):
 def test_plateau_schedule_follows_the_test_accuracy(tmp_path):
     from jaxcnn.train import learning_rate_scale
     from jaxcnn.train.checkpoint import Checkpointer
-    from jaxcnn.train.loop import build_state, train_and_evaluate
+    from jaxcnn.train.loop import train_and_evaluate
+    from jaxcnn.train.run_setup import build_state
 
     # SGD with a vanishing learning rate leaves the predictions unchanged, so the
     # test accuracy is flat and the plateau must fire (after epochs 2 and 3).

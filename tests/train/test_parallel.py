@@ -31,6 +31,7 @@ from jaxcnn.train.parallel import (
     unreplicate,
 )
 from jaxcnn.train.sharded import (
+    partitionable,
     make_mesh,
     replicate_state,
     shard_batch,
@@ -91,8 +92,9 @@ def pmap_result(setup):
 @pytest.fixture(scope="module")
 def sharded_result(setup):
     mesh = make_mesh()
+    state0 = _copy(setup["state0"]).replace(apply_fn=partitionable(_model()).apply)
     state, metrics = sharded_train_step(
-        replicate_state(mesh, _copy(setup["state0"])),
+        replicate_state(mesh, state0),
         shard_batch(mesh, setup["images"]),
         shard_batch(mesh, setup["labels"]),
     )
@@ -281,16 +283,26 @@ def test_checkpoints_saved_from_pmap_and_sharded_restore_on_one_device(
 
 def test_sharded_step_keeps_convolutions_partitionable(setup):
     # XLA cannot partition the oneDNN custom call: traced with it, every device would
-    # all-gather the whole batch and convolve all of it. The sharded steps trace with
-    # XLA's convolutions; the one-device step and pmap (per-device shapes) keep oneDNN.
+    # all-gather the whole batch and convolve all of it. The sharded executor runs the
+    # model cloned by partitionable() (conv_impl "auto" -> "auto_xla"); the one-device step
+    # and pmap (per-device shapes) keep oneDNN.
     from jaxcnn import native
-    from jaxcnn.train import sharded
+    from jaxcnn.train import executors, sharded
+    from jaxcnn.train.config import TrainConfig
 
-    mesh = make_mesh()
-    args = (replicate_state(mesh, _copy(setup["state0"])), shard_batch(mesh, setup["images"]),
-            shard_batch(mesh, setup["labels"]))
+    model = _model()
+    assert model.conv_impl == "auto" and partitionable(model).conv_impl == "auto_xla"
+    assert partitionable(_model()) is partitionable(model)  # one clone: a warm jit cache
+    executor = executors.make_executor(TrainConfig(devices=DEVICES, batch_size=GLOBAL_BATCH,
+                                                   eval_batch_size=GLOBAL_BATCH), model)
+    assert isinstance(executor, executors.Sharded)
+    placed = executor.place(_copy(setup["state0"]))
+    assert placed.apply_fn == partitionable(model).apply
+    assert executor.to_host(placed).apply_fn == model.apply
+    mesh = executor.mesh
+    args = (placed, shard_batch(mesh, setup["images"]), shard_batch(mesh, setup["labels"]))
     for step in sharded._compiled(mesh):
-        hlo = step.lower(*args[: 3]).compile().as_text()
+        hlo = step.lower(*args).compile().as_text()
         assert "jaxcnn_onednn" not in hlo
         assert "all-gather(" not in hlo
     single = train_step.lower(setup["state0"], setup["images"], setup["labels"]).compile().as_text()

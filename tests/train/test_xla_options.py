@@ -21,8 +21,8 @@ def test_options_only_for_tested_jaxlib_versions():
     assert "changed" not in step_compiler_options(f"{major}.{minor}.0")
 
 
-def _state_and_batch():
-    model = models.get("lenet5")
+def _state_and_batch(conv_impl="auto"):
+    model = models.get("lenet5", conv_impl=conv_impl)
     state = train.create_train_state(model, train.make_optimizer("sgd", 0.01, momentum=0.9),
                                      jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
     rng = np.random.default_rng(0)
@@ -38,21 +38,14 @@ def _convolutions_on_ynnpack(hlo: str) -> int:
     return sum(1 for name, body in bodies if name in fused and "convolution(" in body)
 
 
-def test_steps_keep_convolutions_off_ynnpack_and_compute_the_same_numbers(monkeypatch):
+def test_steps_keep_convolutions_off_ynnpack_and_compute_the_same_numbers():
     # With impl="onednn" (auto's choice where the kernels are built) the step has no XLA
     # convolution at all; the options matter for XLA's, so trace the model with those.
-    from jaxcnn.nn import conv as nn_conv
-
-    monkeypatch.setattr(nn_conv, "DEFAULT_CONV_IMPL", "xla")
-    jax.clear_caches()  # no trace made with another default may be reused
-    try:
-        _check_options_effect()
-    finally:
-        jax.clear_caches()
+    _check_options_effect()
 
 
 def _check_options_effect():
-    state, images, labels = _state_and_batch()
+    state, images, labels = _state_and_batch(conv_impl="xla")
     if not step_compiler_options():
         return  # untested jaxlib: the steps compile with XLA's defaults, nothing to check
     # The kernel gradients (and every other convolution of the train step) leave YNNPACK.

@@ -1,4 +1,4 @@
-"""Argument normalisation and validation shared by the functional ops.
+"""Argument normalisation and validation shared by the functional ops, ``nn``, ``data`` and ``summary``.
 
 Everything here runs on static Python values (shapes, ints, strings) at trace
 time, so a bad argument raises a ValueError before XLA sees anything.
@@ -16,8 +16,8 @@ ACTIVATION_LAYOUTS = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
 KERNEL_LAYOUTS = {1: "KIO (width, in, out)", 2: "HWIO", 3: "DHWIO"}
 
 
-def _is_int(value) -> bool:
-    # NumPy integers count: sizes are often computed with NumPy (np.prod, shapes).
+def is_int(value) -> bool:
+    """A Python or NumPy integer (sizes often come from NumPy arithmetic), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -25,11 +25,11 @@ def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
     """An int or a length-``n`` sequence of ints (Python or NumPy), as a tuple of ``n`` Python ints."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
-    if _is_int(value):
+    if is_int(value):
         return (int(value),) * n
     if isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
-        if len(values) == n and all(_is_int(v) for v in values):
+        if len(values) == n and all(is_int(v) for v in values):
             return tuple(int(v) for v in values)
     raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
 
@@ -85,7 +85,7 @@ def explicit_padding(
         isinstance(p, Sequence) and not isinstance(p, str) for p in padding
     ):
         pairs = tuple(tuple(p) for p in padding)
-        if not all(len(p) == 2 and all(_is_int(v) for v in p) for p in pairs):
+        if not all(len(p) == 2 and all(is_int(v) for v in p) for p in pairs):
             raise ValueError(f"padding pairs must be (low, high) ints, got {padding!r}")
         pairs = tuple((int(lo), int(hi)) for lo, hi in pairs)
     else:

@@ -1,0 +1,147 @@
+"""How train and eval steps run on the devices: one :class:`Executor` per strategy.
+
+    executor = make_executor(config, model)      # OneDevice, Pmap or Sharded
+    device_state = executor.place(state)         # single-device TrainState -> the executor's layout
+    device_state, metrics = executor.train_step(device_state, images, labels)   # global NHWC batch
+    metrics = executor.eval_step(device_state, images, labels)                  # any batch size
+    state = executor.to_host(device_state)       # back to one device (checkpoints, plateau)
+
+Each strategy owns the variant of the model its steps need, made from the one
+model the run built: pmap clones it with ``bn_axis_name="batch"`` (batch norm
+over the global batch), sharded clones it with a convolution implementation
+XLA's SPMD partitioner can split (:func:`jaxcnn.train.sharded.partitionable`).
+``to_host`` always returns the state with the plain model's ``apply_fn``. A
+multi-process strategy is one more class with these five members.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax
+
+from jaxcnn.train import parallel, sharded, steps
+
+__all__ = ["Executor", "OneDevice", "Pmap", "Sharded", "make_executor"]
+
+
+class Executor(Protocol):
+    """Runs the steps of a run on its devices (see the module docstring)."""
+
+    description: str
+
+    def place(self, state):
+        """A single-device TrainState -> the state in this executor's device layout."""
+
+    def to_host(self, state):
+        """The inverse of :meth:`place`: one device, the plain model's ``apply_fn``."""
+
+    def train_step(self, state, images, labels):
+        """One update on a global batch: ``(state, {"loss", "accuracy"})``."""
+
+    def eval_step(self, state, images, labels):
+        """``{"loss", "accuracy"}`` of a batch of any size (a partial batch may run on one device)."""
+
+
+def make_executor(config, model) -> Executor:
+    """The executor for ``config.devices`` and ``config.parallel``, running ``model``.
+
+    Raises ValueError when JAX sees fewer than ``config.devices`` devices.
+    """
+    if config.devices == 1:
+        return OneDevice()
+    available = jax.device_count()
+    if config.devices > available:
+        raise ValueError(
+            f"devices={config.devices} but JAX sees {available} device(s); on a CPU set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} (the jaxcnn "
+            "command does that itself) or use fewer devices"
+        )
+    if config.parallel == "pmap":
+        return Pmap(model, config.devices)
+    return Sharded(model, config.devices)
+
+
+class OneDevice:
+    """``jax.jit`` on the default device: the state stays as it is."""
+
+    description = "1 device (jax.jit)"
+
+    def __init__(self):
+        # Looked up at construction (not import) time, so a patched step is seen.
+        self.train_step, self.eval_step = steps.train_step, steps.eval_step
+
+    def place(self, state):
+        return state
+
+    def to_host(self, state):
+        return state
+
+
+class Pmap:
+    """``jax.pmap`` over the first ``devices`` devices, with BatchNorm synchronised over the batch axis.
+
+    Training uses ``model`` cloned with ``bn_axis_name="batch"`` (so batch
+    statistics are global); single-device work uses ``model`` (the variables
+    are the same).
+    """
+
+    def __init__(self, model, devices: int):
+        self.devices, self.model_name = devices, type(model).__name__
+        self.description = f"{devices} devices (jax.pmap)"
+        self.plain_apply = model.apply
+        self.synced_apply = (model.clone(bn_axis_name=parallel.BATCH_AXIS).apply
+                             if hasattr(model, "bn_axis_name") else None)
+
+    def place(self, state):
+        if self.synced_apply is None and state.batch_stats:
+            raise ValueError(
+                f"model {self.model_name} has batch norm but no bn_axis_name option, so under "
+                "pmap each device would normalise with its own statistics; use parallel "
+                '"sharded" (--parallel sharded)'
+            )
+        apply_fn = self.synced_apply or self.plain_apply
+        return parallel.replicate(state.replace(apply_fn=apply_fn), self.devices)
+
+    def to_host(self, state):
+        return parallel.unreplicate(state).replace(apply_fn=self.plain_apply)
+
+    def train_step(self, state, images, labels):
+        return parallel.pmap_train_step(state, parallel.shard(images, self.devices),
+                                        parallel.shard(labels, self.devices))
+
+    def eval_step(self, state, images, labels):
+        if len(labels) % self.devices:  # the last partial batch: one device
+            return steps.eval_step(self.to_host(state), images, labels)
+        return parallel.pmap_eval_step(state, parallel.shard(images, self.devices),
+                                       parallel.shard(labels, self.devices))
+
+
+class Sharded:
+    """``jax.jit`` over a 1-D device mesh: replicated state, batch split along its first axis.
+
+    The steps run ``sharded.partitionable(model)`` (``conv_impl="auto"`` ->
+    ``"auto_xla"``): XLA cannot partition the oneDNN custom call and would
+    gather the whole batch onto every device.
+    """
+
+    def __init__(self, model, devices: int):
+        self.mesh = sharded.make_mesh(devices)
+        self.description = f"{devices} devices (jax.jit over a sharded mesh)"
+        self.plain_apply = model.apply
+        self.sharded_apply = sharded.partitionable(model).apply
+
+    def place(self, state):
+        return sharded.replicate_state(self.mesh, state.replace(apply_fn=self.sharded_apply))
+
+    def to_host(self, state):
+        return jax.device_put(state, jax.devices()[0]).replace(apply_fn=self.plain_apply)
+
+    def train_step(self, state, images, labels):
+        return sharded.sharded_train_step(state, sharded.shard_batch(self.mesh, images),
+                                          sharded.shard_batch(self.mesh, labels))
+
+    def eval_step(self, state, images, labels):
+        if len(labels) % self.mesh.devices.size:  # the last partial batch: one device
+            return steps.eval_step(self.to_host(state), images, labels)
+        return sharded.sharded_eval_step(state, sharded.shard_batch(self.mesh, images),
+                                         sharded.shard_batch(self.mesh, labels))
