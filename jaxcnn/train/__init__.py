@@ -2,7 +2,8 @@
 
 Public API (see each module's docstrings):
     state.py       TrainState, create_train_state
-    steps.py       train_step, eval_step (jax.jit; train_step donates the state)
+    steps.py       train_step, eval_step (jax.jit; train_step donates the state),
+                   check_labels, LabelOutOfRangeError (the jit-safe label-range check)
     parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step
     sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
@@ -17,7 +18,7 @@ from jaxcnn.train.optim import (
     make_schedule,
 )
 from jaxcnn.train.state import TrainState, create_train_state
-from jaxcnn.train.steps import eval_step, train_step
+from jaxcnn.train.steps import LabelOutOfRangeError, check_labels, eval_step, train_step
 from jaxcnn.train.parallel import (
     BATCH_AXIS,
     pmap_eval_step,

@@ -304,6 +304,8 @@ class _EpochRunner:
                 batch_key = jax.random.fold_in(epoch_key, position.batch)
                 state, step_metrics = self.executor.train_step(
                     state, self.preprocess.train(images, batch_key), labels)
+                steps.check_labels(step_metrics, step=step,
+                                   num_classes=self.train_set.num_classes)
                 loss = _scalar(step_metrics["loss"])
                 if not math.isfinite(loss):
                     self._diverged(step, position, f"the training loss is {loss}")
