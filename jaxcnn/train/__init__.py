@@ -7,7 +7,7 @@ Public API (see each module's docstrings):
     parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step
     sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
-    checkpoint.py  Checkpointer, CheckpointWarning
+    checkpoint.py  Checkpointer, CheckpointWarning, CheckpointWriteError
 """
 from jaxcnn.train.optim import (
     OPTIMIZERS,
@@ -34,4 +34,4 @@ from jaxcnn.train.sharded import (
     sharded_eval_step,
     sharded_train_step,
 )
-from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer
+from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer, CheckpointWriteError

@@ -34,6 +34,7 @@ from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train import parallel, sharded, steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.input_check import init_on_dataset_images
 from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
 from jaxcnn.train.state import create_train_state
 
@@ -132,8 +133,8 @@ def train_and_evaluate(
     with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
         print(
             f"training {config.model} on {config.dataset} ({len(train_set)} train / "
-            f"{len(test_set)} test images{_describe(augmentation)}): {config.epochs} "
-            f"epochs x {steps_per_epoch} steps of {config.batch_size}, {config.optimizer} "
+            f"{len(test_set)} test images{_describe(augmentation)}): {_count(config.epochs, 'epoch')} "
+            f"x {_count(steps_per_epoch, 'step')} of {config.batch_size}, {config.optimizer} "
             f"lr {config.lr} ({config.schedule}), {executor.description}; workdir {workdir}",
             flush=True,
         )
@@ -175,7 +176,10 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
     model, tx, plateau = _model_and_optimizer(
         _config_key(config, _MODEL_AND_OPTIMIZER_FIELDS), num_classes, steps_per_epoch)
     sample = jnp.zeros((1, *image_shape), jnp.float32)
-    return create_train_state(model, tx, _init_key(config.seed), sample), plateau
+    state = init_on_dataset_images(
+        lambda: create_train_state(model, tx, _init_key(config.seed), sample),
+        config.model, config.dataset, image_shape)
+    return state, plateau
 
 
 # The fields that define the model and the optimizer (not the data or the devices).
@@ -506,6 +510,10 @@ def _describe(augmentation) -> str:
         return ""
     padding, flip = augmentation
     return f", random {padding}-pixel shifts{' and flips' if flip else ''}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _init_key(seed: int):
