@@ -94,6 +94,7 @@ def test_an_os_error_while_saving_is_one_line_exit_1_and_keeps_what_was_saved(
     status = main([*RUN, "--workdir", str(workdir)])
     out, err = capsys.readouterr()
     assert status == EXIT_FAILED
+    assert ": 1 epoch x 5 steps of 64, adam" in out  # not "1 epochs"
     assert "Traceback" not in err and "absl" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert re.fullmatch(
