@@ -85,6 +85,7 @@ def test_kill_9_inside_a_checkpoint_save_leaves_the_previous_one_usable(tmp_path
     assert _steps_on_disk(tmp_path) == [2, 4, 5]
 
 
+@pytest.mark.slow  # the first case compiles LeNet-5's steps for this config: ~30 s
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "No space left on device"),
                                          (errno.EACCES, "Permission denied")])
 def test_an_os_error_while_saving_is_one_line_exit_1_and_keeps_what_was_saved(
