@@ -19,7 +19,7 @@ def channels_first_hint(x_shape: Sequence[int], channels: int, ndim: int) -> str
     """A sentence when ``x_shape`` looks channels-first (axis 1 holds ``channels``), else ``""``."""
     # Channels-first images end in a spatial axis: as large as or larger than C, or equal to
     # the axis before it (square images); a channels-last H that happens to equal C does not.
-    if (len(x_shape) == ndim + 2 and x_shape[1] == channels and x_shape[-1] != channels
+    if (ndim in _CHANNELS_FIRST and len(x_shape) == ndim + 2 and x_shape[1] == channels and x_shape[-1] != channels
             and (x_shape[-1] > channels or (ndim > 1 and x_shape[-1] == x_shape[-2]))):
         order = (0, *range(2, ndim + 2), 1)
         return (f"; the input {tuple(x_shape)} looks channels-first ({_CHANNELS_FIRST[ndim]}, "

@@ -106,6 +106,8 @@ CASES = [
     case("batch_norm", x4, bn_params, bn_state, train=True, momentum=1.5, words=["momentum", "[0, 1]"]),
     case("batch_norm", x4, bn_params, {"mean": np.zeros(3, np.float32)}, train=True,
          words=["state", "'var'"]),
+    case("batch_norm", np.zeros((2, 3, 6, 6), np.float32), bn_params, bn_state, train=True,
+         words=["params", "looks channels-first (NCHW", "x.transpose(0, 2, 3, 1)"]),
     case("batch_norm_init", 0, words=["num_channels", "positive int"], jit=False),
     case("fold_batch_norm", w4, np.zeros(4, np.float32), bn_params, bn_state, words=["params[\"scale\"]", "shape (4,)"]),
     case("group_norm", x4, {"scale": np.ones(3, np.float32), "bias": np.zeros(3, np.float32)}, 2,
