@@ -5,17 +5,24 @@
     jaxcnn summary MODEL          print a model's layer table (shapes, params, MACs)
     jaxcnn bench [options]        time train/eval steps against PyTorch (see experiments/PERFORMANCE.md)
 
-Bad arguments exit with status 2 and one line on stderr; a diverged run exits
-with status 1; Ctrl-C exits with 130 and says how to resume.
+Bad arguments exit with status 2 and one line on stderr (an explanation of
+several lines, such as the places a dataset was looked for, keeps its lines),
+speaking of settings by their flags (``--decay-epochs``); a diverged run, or a
+workdir that cannot be written (disk full, permission denied), exits with
+status 1; Ctrl-C exits with 130 and says how to resume. ``--debug`` anywhere
+on the command line also prints the traceback; ``--version`` prints the version.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
+from jaxcnn.cli_messages import flag_names, format_error
 from jaxcnn.train.config import HOST_DEVICE_FLAG, TrainConfig, default_workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -86,7 +93,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxcnn", description="Convolutional networks in functional JAX.")
+    from jaxcnn import __version__
+
+    parser = _Parser(prog="jaxcnn", description="Convolutional networks in functional JAX.",
+                     epilog="--debug anywhere on the command line prints the traceback of an error.")
+    parser.add_argument("--version", action="version", version=f"jaxcnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -159,32 +170,63 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``jaxcnn`` command line; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except _UsageError as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else EXIT_OK
     from jaxcnn.native.malloc import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: keep XLA's per-step buffers mapped
+    args.debug = debug
+    _quiet_third_party_logs(debug)
+    flags = _command_flags(parser, args.command)
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"jaxcnn {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        _report(args.command, err, flags, debug)
         return EXIT_USAGE
+    except OSError as err:
+        _report(args.command, err, flags, debug)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
+def _command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Field -> flag of ``command``'s sub-parser (see :mod:`jaxcnn.cli_messages`)."""
+    for action in parser._actions:  # argparse has no public accessor for sub-parsers
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return flag_names(action.choices[command])
+    return {}
+
+
+def _report(command: str, err: BaseException, flags: dict[str, str], debug: bool,
+            then: str = "") -> None:
+    if debug:
+        traceback.print_exception(err)
+    print(format_error(command, err, flags) + then, file=sys.stderr)
+
+
+def _quiet_third_party_logs(debug: bool) -> None:
+    """Keep absl's log lines (TFDS, Orbax) off a normal run's terminal; --debug shows them.
+
+    Their failures reach the user as jaxcnn's own one-line errors.
+    """
+    if not debug:
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
 
 
 def _train(args) -> int:
     given = {k: v for k, v in vars(args).items()
-             if k not in ("command", "handler", "workdir", "resume", "no_progress")}
+             if k not in ("command", "handler", "workdir", "resume", "no_progress", "debug")}
     if args.__dict__.get("resume"):
         # Without --workdir, the default workdir of the given (or default) model/dataset.
         workdir = Path(args.workdir) if "workdir" in args else default_workdir(
@@ -194,27 +236,36 @@ def _train(args) -> int:
         config = TrainConfig(**given)
         workdir = Path(args.workdir) if "workdir" in args else default_workdir(config)
     return run_training(config, workdir, resume=bool(args.__dict__.get("resume")),
-                        progress=not args.__dict__.get("no_progress"))
+                        progress=not args.__dict__.get("no_progress"),
+                        debug=args.__dict__.get("debug", False))
 
 
 def run_training(config: TrainConfig, workdir, *, resume: bool = False,
-                 progress: bool = True) -> int:
+                 progress: bool = True, debug: bool = False) -> int:
     """``train_and_evaluate`` with the command line's error handling; returns an exit status.
 
     Used by ``jaxcnn train`` and the scripts in ``experiments/``: bad settings
-    and missing data print one line and return 2, a diverged run returns 1,
-    Ctrl-C returns 130 with the command that resumes.
+    and missing data print one line (or the lines of a longer explanation) and
+    return 2, a diverged run or an unwritable workdir (disk full, permission
+    denied: the checkpoints already written are kept) returns 1, Ctrl-C
+    returns 130 with the command that resumes. ``debug`` also prints tracebacks.
     """
     _simulate_host_devices(config.devices)
     from jaxcnn.train.loop import TrainingDivergedError, train_and_evaluate
 
+    _quiet_third_party_logs(debug)
+    flags = _command_flags(build_parser(), "train")
     try:
         final = train_and_evaluate(config, workdir, resume=resume, progress=progress)
     except (ValueError, FileNotFoundError) as err:
-        print(f"jaxcnn train: error: {_one_line(err)}", file=sys.stderr)
+        _report("train", err, flags, debug)
         return EXIT_USAGE
     except TrainingDivergedError as err:
-        print(f"jaxcnn train: error: {_one_line(err)}", file=sys.stderr)
+        _report("train", err, flags, debug)
+        return EXIT_FAILED
+    except OSError as err:  # disk full, permission denied: what was saved is kept
+        _report("train", err, flags, debug,
+                then=f"; fix it, then continue with: jaxcnn train --workdir {workdir} --resume")
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: jaxcnn train --workdir {workdir} --resume",

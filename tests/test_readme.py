@@ -23,3 +23,14 @@ def test_readme_python_examples_run():
     for index, block in enumerate(python_blocks(README.read_text())):
         code = compile(block, f"README.md python block {index}", "exec")
         exec(code, namespace)  # noqa: S102 - executing our own documentation
+
+
+def test_every_test_named_in_the_guarantees_section_exists():
+    text = README.read_text()
+    section = text.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)", section)
+    assert len(named) >= 12, named
+    root = README.parent
+    for path, test in named:
+        source = (root / path).read_text()
+        assert re.search(rf"^def {test}\(", source, flags=re.MULTILINE), f"{path}::{test}"

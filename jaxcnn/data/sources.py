@@ -2,7 +2,9 @@
 
 Resolution order for file-based datasets (mnist, fashion_mnist, cifar10):
 
-1. the ``data_dir`` argument (it must exist when given);
+1. the ``data_dir`` argument. When it is given it is the only place looked
+   at: a folder that does not hold the files is an error naming the files
+   looked for, never a silent switch to another copy of the data;
 2. ``$JAXCNN_DATA_DIR``;
 3. the repository's ``data/`` folder (next to the ``jaxcnn`` package);
 4. TFDS ``tfds.data_source`` (downloads where the network allows), with its
@@ -134,7 +136,9 @@ def load(name: str, split: str, data_dir=None) -> ArrayDataset:
     Raises:
         ValueError: unknown name or split; or a file that is corrupt or truncated
             (the message names the file).
-        FileNotFoundError: ``data_dir`` was given but does not exist; or no
+        FileNotFoundError: ``data_dir`` was given but does not exist or does
+            not hold the split's files (the message names the files looked
+            for; no other place is tried); or, without ``data_dir``, no
             directory holds the files and TFDS could not provide them (the
             message lists every place looked at and how to get the data).
     """
@@ -146,6 +150,9 @@ def load(name: str, split: str, data_dir=None) -> ArrayDataset:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
             raise FileNotFoundError(f"data_dir {data_dir} does not exist or is not a directory")
+
+    if data_dir is not None:
+        return _load_from_named_directory(source, name, split, data_dir)
 
     looked_at = []
     for origin, base in _search_directories(data_dir):
@@ -174,4 +181,20 @@ def load(name: str, split: str, data_dir=None) -> ArrayDataset:
         f"Expected files: {source.expected_files}.\n"
         f"To get it: {source.how_to_get} (where <dir> is data_dir, ${DATA_DIR_ENV} or {REPO_DATA_DIR}), "
         "or run where TFDS can download it."
+    )
+
+
+def _load_from_named_directory(source: _DatasetSource, name: str, split: str,
+                               data_dir: Path) -> ArrayDataset:
+    """The split from ``data_dir/<name>/`` or ``data_dir/`` only: the user named this folder."""
+    for directory in (data_dir / name, data_dir):
+        if directory.is_dir():
+            dataset = source.read_directory(directory, split)
+            if dataset is not None:
+                return dataset
+    raise FileNotFoundError(
+        f"data_dir {data_dir} does not hold the {split} split of {name!r}: looked in "
+        f"{data_dir / name} and {data_dir} for {source.expected_files}.\n"
+        f"To get it: {source.how_to_get.replace('<dir>', str(data_dir))}; or leave data_dir "
+        f"unset to use ${DATA_DIR_ENV}, the repository's data/ folder or TFDS."
     )

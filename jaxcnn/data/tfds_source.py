@@ -13,6 +13,8 @@ connection, a few seconds at most) before TFDS is asked to download.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import threading
 import urllib.parse
@@ -81,6 +83,23 @@ def check_download_reachable(url: str, *, timeout: float = PROBE_TIMEOUT_SECONDS
         ) from error
 
 
+@contextlib.contextmanager
+def _quiet_absl_warnings():
+    """Hide TFDS's absl warnings while it probes for a prepared copy.
+
+    Asking for a copy that is not prepared logs e.g. "Variant folder
+    ~/tensorflow_datasets/cifar10/3.0.2 has no dataset_info.json" before the
+    exception this module reports in its own words; errors still show.
+    """
+    absl_logger = logging.getLogger("absl")
+    previous = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(previous)
+
+
 def load_tfds_split(
     tfds_name: str, split: str, *, name: str, num_classes: int, data_dir: Path | None
 ) -> ArrayDataset:
@@ -114,7 +133,8 @@ def load_tfds_split(
 
     tfds_dir = None if data_dir is None else str(data_dir)
     try:
-        source = tfds.data_source(tfds_name, split=split, data_dir=tfds_dir, download=False)
+        with _quiet_absl_warnings():
+            source = tfds.data_source(tfds_name, split=split, data_dir=tfds_dir, download=False)
     except Exception:  # nothing (readable) prepared there; TFDS's error types vary by cause
         if tfds_name in DOWNLOAD_URLS:
             check_download_reachable(DOWNLOAD_URLS[tfds_name])

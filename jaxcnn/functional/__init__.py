@@ -51,3 +51,10 @@ from jaxcnn.functional.init import (
     lecun_uniform,
 )
 from jaxcnn.functional import filters
+
+# Every public function names itself in its ValueErrors ("conv2d: stride must be ...").
+from jaxcnn.functional._named_errors import name_public_errors as _name_public_errors
+
+_name_public_errors(globals(), [_n for _n in dir() if not _n.startswith("_") and _n != "filters"])
+_name_public_errors(vars(filters), [_n for _n in dir(filters) if not _n.startswith("_")
+                                    and getattr(getattr(filters, _n), "__module__", "") == filters.__name__])

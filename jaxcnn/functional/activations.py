@@ -97,8 +97,13 @@ def sigmoid(x: jax.Array) -> jax.Array:
     """Logistic function ``1 / (1 + exp(-x))``, elementwise; same shape and dtype.
 
     Evaluated with ``lax.logistic``, which does not overflow for large ``|x|``.
+    Raises ValueError for an integer ``x`` (``lax.logistic`` needs floats).
     """
-    return lax.logistic(jnp.asarray(x))
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise ValueError(f"sigmoid: x must be a floating-point array, got dtype {x.dtype}; "
+                         "cast first, e.g. x.astype(jnp.float32)")
+    return lax.logistic(x)
 
 
 def tanh(x: jax.Array) -> jax.Array:

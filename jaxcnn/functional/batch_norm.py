@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcnn.functional.args import check_floating
+from jaxcnn.functional.layout_hints import channels_first_hint
 
 __all__ = ["batch_norm", "batch_norm_init", "fold_batch_norm"]
 
@@ -189,7 +190,12 @@ def batch_norm(
     if not eps > 0:
         raise ValueError(f"batch_norm: eps must be > 0, got {eps!r}")
     channels = x.shape[-1]
-    check_channel_dict(params, _PARAM_KEYS, channels, "batch_norm params")
+    try:
+        check_channel_dict(params, _PARAM_KEYS, channels, "batch_norm params")
+    except ValueError as error:  # say so when the params fit a channels-first reading of x
+        scale_shape = tuple(getattr(params.get("scale"), "shape", ())) if isinstance(params, dict) else ()
+        hint = channels_first_hint(x.shape, scale_shape[0], x.ndim - 2) if len(scale_shape) == 1 else ""
+        raise ValueError(f"{error}{hint}") from None
     check_channel_dict(state, _STATE_KEYS, channels, "batch_norm state")
     stats_dtype = _stats_dtype(x.dtype)
     _check_state_dtypes(state, stats_dtype)

@@ -48,6 +48,7 @@ from jaxcnn.functional.args import (
 )
 from jaxcnn.functional.conv_auto import auto_impl
 from jaxcnn.functional.conv_onednn import conv2d_onednn
+from jaxcnn.functional.layout_hints import channels_first_hint, torch_kernel_hint
 from jaxcnn.functional.shapes import conv_output_size
 
 # (input, kernel, output) layouts per number of spatial dims, for lax.
@@ -299,6 +300,8 @@ def _conv_arguments(x, w, b, *, ndim, stride, padding, dilation, groups):
             f"channels mismatch: input has C={in_channels} channels, so a {kernel_layout} kernel "
             f"with groups={groups} needs I=C/groups={in_channels // groups} input channels; "
             f"got kernel shape {w.shape}"
+            + torch_kernel_hint(w.shape, in_channels, groups, ndim)
+            + channels_first_hint(x.shape, group_in * groups, ndim)
         )
     if b is not None and getattr(b, "shape", None) != (out_channels,):
         raise ValueError(

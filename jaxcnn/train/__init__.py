@@ -6,13 +6,14 @@ Public API (see each module's docstrings):
     run_setup.py   setup_run, build_state, load_datasets: a run's parts, the model built once
     executors.py   Executor, OneDevice, Pmap, Sharded, make_executor: how steps use the devices
     state.py       TrainState, create_train_state
-    steps.py       train_step, eval_step (jax.jit; train_step donates the state)
+    steps.py       train_step, eval_step (jax.jit; train_step donates the state),
+                   check_labels, LabelOutOfRangeError (the jit-safe label-range check)
     parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step,
                    synchronize_batch_norm
     sharded.py     make_mesh, shard_batch, replicate_state, partitionable, sharded_train_step,
                    sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
-    checkpoint.py  Checkpointer, CheckpointWarning
+    checkpoint.py  Checkpointer, CheckpointWarning, CheckpointWriteError
 """
 from jaxcnn.train.optim import (
     OPTIMIZERS,
@@ -23,7 +24,7 @@ from jaxcnn.train.optim import (
     make_schedule,
 )
 from jaxcnn.train.state import TrainState, create_train_state
-from jaxcnn.train.steps import eval_step, train_step
+from jaxcnn.train.steps import LabelOutOfRangeError, check_labels, eval_step, train_step
 from jaxcnn.train.parallel import (
     BATCH_AXIS,
     pmap_eval_step,
@@ -41,4 +42,4 @@ from jaxcnn.train.sharded import (
     sharded_eval_step,
     sharded_train_step,
 )
-from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer
+from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer, CheckpointWriteError

@@ -14,6 +14,9 @@ it when complete, so a process killed while saving leaves the previous
 checkpoints intact and the half-written one is never listed. Saving is
 asynchronous (the arrays are copied, then written in a background thread);
 :meth:`Checkpointer.wait_until_finished` and :meth:`Checkpointer.close` block.
+An OS error while writing (disk full, permission denied) is raised -- by the
+next ``save``, ``wait_until_finished`` or ``close`` -- as
+:class:`CheckpointWriteError`, naming the checkpoints that are kept.
 
 States replicated for ``pmap`` must be ``unreplicate``-d before saving; states
 sharded over a mesh are saved as their global arrays. Either restores on one
@@ -39,6 +42,14 @@ _STATE_FIELDS = ("params", "batch_stats", "opt_state", "step", "dropout_key")
 
 class CheckpointWarning(UserWarning):
     """A checkpoint could not be read and an older one is used instead."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (disk full, permission denied, ...); the older ones are kept.
+
+    Carries the original ``errno``; the message names the directory, the OS
+    error and the checkpoints still on disk.
+    """
 
 
 def _check_single_copy(state: TrainState, what: str) -> None:
@@ -98,27 +109,52 @@ class Checkpointer:
             json.dumps(meta)
         except TypeError as error:
             raise ValueError(f"checkpoint metadata must be JSON-serialisable: {error}") from None
-        self._manager.wait_until_finished()
-        if step in self._manager.all_steps():
-            self._manager.delete(step)
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_arrays(state)),
-                metadata=ocp.args.JsonSave(meta),
-            ),
-            force=True,
-        )
+        self._wait()
+        try:
+            if step in self._manager.all_steps():
+                self._manager.delete(step)
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_arrays(state)),
+                    metadata=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
+        except OSError as error:
+            raise self._write_error(error) from error
         return step
 
+    def _wait(self) -> None:
+        # An asynchronous save's OS error (disk full, permission denied) surfaces here.
+        try:
+            self._manager.wait_until_finished()
+        except OSError as error:
+            raise self._write_error(error) from error
+
+    def _write_error(self, error: OSError) -> CheckpointWriteError:
+        try:
+            self._manager.reload()
+            kept = sorted(self._manager.all_steps())
+        except Exception:  # the directory itself may be unreadable now
+            kept = []
+        where = f" ({error.filename})" if error.filename else ""
+        return CheckpointWriteError(
+            error.errno,
+            f"cannot write a checkpoint in {self.directory}: {error.strerror or error}{where}; "
+            + (f"the checkpoints already written (steps {', '.join(map(str, kept))}) are kept"
+               if kept else "no complete checkpoint was written"))
+
     def wait_until_finished(self) -> None:
-        """Block until pending saves are on disk."""
-        self._manager.wait_until_finished()
+        """Block until pending saves are on disk; :class:`CheckpointWriteError` if one failed."""
+        self._wait()
 
     def close(self) -> None:
-        """Finish pending saves and release Orbax's resources."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Finish pending saves and release Orbax's resources (raises like :meth:`wait_until_finished`)."""
+        try:
+            self._wait()
+        finally:
+            self._manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -129,7 +165,7 @@ class Checkpointer:
     # -- restoring --------------------------------------------------------
     def steps(self) -> list[int]:
         """The steps of the checkpoints on disk, oldest first."""
-        self._manager.wait_until_finished()
+        self._wait()
         self._manager.reload()
         return sorted(self._manager.all_steps())
 

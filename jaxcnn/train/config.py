@@ -337,6 +337,6 @@ def _require_number(name, value, *, low=None, high=None, low_inclusive=True,
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:
         left = "[" if low_inclusive else "("
-        right = "]" if high_inclusive else ")"
+        right = "]" if high_inclusive and high is not None else ")"  # inf is never accepted
         span = f"{left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
         raise ValueError(f"{name} must be in {span}, got {value}")

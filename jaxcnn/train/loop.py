@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from jaxcnn import data
 from jaxcnn.native.malloc import keep_freed_memory
 from jaxcnn.train import metrics as metrics_io
+from jaxcnn.train import steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.executors import OneDevice
@@ -110,7 +111,8 @@ def train_and_evaluate(
         print(
             f"training {config.model} on {config.dataset} ({len(run.train_set)} train / "
             f"{len(run.test_set)} test images{data.describe_augmentation(run.augmentation)}): "
-            f"{config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
+            f"{_count(config.epochs, 'epoch')} x {_count(run.steps_per_epoch, 'step')} of "
+            f"{config.batch_size}, "
             f"{config.optimizer} lr {config.lr} ({config.schedule}), "
             f"{run.executor.description}; workdir {workdir}",
             flush=True,
@@ -215,6 +217,7 @@ class _EpochRunner:
                 batch_key = jax.random.fold_in(epoch_key, position.batch)
                 state, step_metrics = self.executor.train_step(
                     state, self.preprocess.train(images, batch_key), labels)
+                steps.check_labels(step_metrics, step=step, num_classes=self.train_set.num_classes)
                 loss = _scalar(step_metrics["loss"])
                 if not math.isfinite(loss):
                     self._diverged(step, position, f"the training loss is {loss}")
@@ -316,3 +319,7 @@ def _tree_all_finite(tree):
 
 def _all_finite(tree) -> bool:
     return bool(_tree_all_finite(tree))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -195,7 +195,7 @@ def pmap_train_step(replicated_state, sharded_images, sharded_labels):
       sharded_labels: ``shard(labels)``: int ``(devices, B / devices)``.
 
     Returns:
-      ``(replicated_state, metrics)`` with metrics ``{"loss", "accuracy"}`` of
+      ``(replicated_state, metrics)`` with metrics ``{"loss", "accuracy", "label_errors"}`` of
       shape ``(devices,)`` (identical entries: the global-batch means).
 
     Raises:
@@ -211,7 +211,7 @@ def pmap_train_step(replicated_state, sharded_images, sharded_labels):
 def pmap_eval_step(replicated_state, sharded_images, sharded_labels):
     """Global-batch loss and accuracy in inference mode under ``pmap``.
 
-    Args and shapes as :func:`pmap_train_step`; returns ``{"loss", "accuracy"}``
+    Args and shapes as :func:`pmap_train_step`; returns ``{"loss", "accuracy", "label_errors"}``
     of shape ``(devices,)``, every entry the global mean.
     """
     _check_sharded(replicated_state, sharded_images, sharded_labels)

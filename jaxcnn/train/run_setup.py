@@ -21,6 +21,7 @@ from jaxcnn import data, models
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.executors import Executor, make_executor
 from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
+from jaxcnn.train.input_check import init_on_dataset_images
 from jaxcnn.train.state import TrainState, create_train_state
 
 __all__ = ["RunSetup", "setup_run", "build_state", "load_datasets"]
@@ -62,7 +63,7 @@ def setup_run(config: TrainConfig) -> RunSetup:
     model, tx, plateau = _model_and_optimizer(
         config.model_and_optimizer(), train_set.num_classes, steps_per_epoch)
     executor = make_executor(config, model)
-    state = _initial_state(model, tx, config.seed, train_set.image_shape)
+    state = _initial_state(model, tx, config, train_set.image_shape)
     augmentation = data.augmentation_for(config.dataset, config.augment)
     mean, std = data.normalization_stats(config.dataset, train_set)
     return RunSetup(config, train_set, test_set, steps_per_epoch, model, state, plateau,
@@ -80,7 +81,7 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
     """
     model, tx, plateau = _model_and_optimizer(
         config.model_and_optimizer(), num_classes, steps_per_epoch)
-    return _initial_state(model, tx, config.seed, image_shape), plateau
+    return _initial_state(model, tx, config, image_shape), plateau
 
 
 def load_datasets(config: TrainConfig):
@@ -100,9 +101,13 @@ def load_datasets(config: TrainConfig):
     return train_set, test_set
 
 
-def _initial_state(model, tx, seed: int, image_shape) -> TrainState:
+def _initial_state(model, tx, config: TrainConfig, image_shape) -> TrainState:
     sample = jnp.zeros((1, *image_shape), jnp.float32)
-    return create_train_state(model, tx, jax.random.fold_in(jax.random.PRNGKey(seed), 0), sample)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+    # A model/input mismatch (e.g. AlexNet on 8x8 digits) is re-raised naming the
+    # model, the input size it needs and the dataset's.
+    return init_on_dataset_images(lambda: create_train_state(model, tx, key, sample),
+                                  config.model, config.dataset, image_shape)
 
 
 @functools.lru_cache(maxsize=16)

@@ -144,7 +144,7 @@ def sharded_train_step(state, images, labels):
       labels: ``shard_batch(mesh, labels)``: int (B,).
 
     Returns:
-      ``(state, {"loss", "accuracy"})``, the state replicated on the mesh and
+      ``(state, {"loss", "accuracy", "label_errors"})``, the state replicated on the mesh and
       scalar metrics.
     """
     mesh = _mesh_of(images)

@@ -6,9 +6,16 @@ versions (``parallel.py``, ``sharded.py``) run the same bodies defined here
 (:func:`train_step_body`, :func:`eval_step_body`), so all three share one loss,
 one metric definition and one dropout-key rule.
 
-Metrics are ``{"loss": float32[], "accuracy": float32[]}``: the mean softmax
-cross-entropy and the fraction of argmax predictions equal to the label, both
-averaged over the batch (over the global batch in the multi-device steps).
+Metrics are ``{"loss": float32[], "accuracy": float32[], "label_errors":
+float32[]}``: the mean softmax cross-entropy and the fraction of argmax
+predictions equal to the label, both averaged over the batch (over the global
+batch in the multi-device steps), and the number of labels outside ``0..K-1``
+for the model's K classes (averaged over devices in the multi-device steps, so
+nonzero exactly when some device saw a bad label). Label *values* cannot be
+checked while the step is traced, and a bad label makes the loss NaN;
+:func:`check_labels` turns the device-side count into
+``LabelOutOfRangeError("label out of range at step N ...")``, and the training
+loop calls it after every step.
 Weight decay is not in the loss: it is part of the optimizer
 (:func:`jaxcnn.train.make_optimizer`).
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxcnn.functional.losses import softmax_cross_entropy
@@ -46,13 +54,50 @@ def check_batch(images, labels) -> None:
         )
 
 
+class LabelOutOfRangeError(ValueError):
+    """A batch held a label outside ``0..K-1``; raised by :func:`check_labels` with the step."""
+
+
 def _metrics(logits, labels) -> dict:
     # Softmax and loss in float32 whatever the model computes in (bf16 mixed precision).
     logits = jnp.asarray(logits, jnp.float32)
     # jnp.mean also accepts a per-example loss vector: the mean is the contract.
     loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return {"loss": loss, "accuracy": accuracy}
+    num_classes = logits.shape[-1]
+    label_errors = jnp.sum((labels < 0) | (labels >= num_classes)).astype(jnp.float32)
+    return {"loss": loss, "accuracy": accuracy, "label_errors": label_errors}
+
+
+def check_labels(metrics: dict, *, step: int, num_classes: int | None = None) -> None:
+    """Raise :class:`LabelOutOfRangeError` when a step's metrics report labels out of range.
+
+    The jit-safe label check: ``train_step``/``eval_step`` (and their pmap and
+    sharded forms) count, on the device, the labels outside ``0..K-1``; this
+    reads that count (one scalar transfer) after the step. Call it with the
+    metrics of each step, e.g.::
+
+        state, metrics = train_step(state, images, labels)
+        check_labels(metrics, step=int(state.step))
+
+    Args:
+      metrics: a step's metrics dict (``"label_errors"``, scalar or one per device).
+      step: the step to name in the message (1-based, as ``state.step`` after the update).
+      num_classes: the model's K, to say the valid range in the message.
+
+    Raises:
+      LabelOutOfRangeError (a ValueError): ``"label out of range at step N: ..."``.
+        The step's loss is NaN and so is the state it returned: keep the state
+        from before the step (the training loop never saves such a state).
+    """
+    count = float(np.asarray(metrics["label_errors"]).reshape(-1)[0])
+    if count:
+        expected = f"0..{num_classes - 1}" if num_classes is not None else "0..K-1 (K = the model's classes)"
+        raise LabelOutOfRangeError(
+            f"label out of range at step {step}: labels must be class indices {expected}, and "
+            f"{'some labels of' if count != int(count) else f'{int(count)} label(s) of'} this "
+            "batch are not; the step's loss and update are NaN. Check the labels fed to train_step"
+        )
 
 
 def train_step_body(
@@ -70,7 +115,7 @@ def train_step_body(
       labels: int (B,).
 
     Returns:
-      ``(new_state, {"loss", "accuracy"})``; ``new_state.step = state.step + 1``.
+      ``(new_state, {"loss", "accuracy", "label_errors"})``; ``new_state.step = state.step + 1``.
     """
     check_batch(images, labels)
     dropout_rng = state.dropout_rng()

@@ -60,9 +60,6 @@ def test_resolution_order(tmp_path, formats, fake_repo_data, monkeypatch):
     assert len(data.load("mnist", "train", data_dir=explicit)) == 3
     assert len(data.load("mnist", "train", data_dir=str(explicit))) == 3
     assert len(data.load("mnist", "train")) == 5
-    # A data_dir without this dataset falls through to the next place.
-    (explicit / "other").mkdir()
-    assert len(data.load("mnist", "train", data_dir=explicit / "other")) == 5
     monkeypatch.delenv("JAXCNN_DATA_DIR")
     assert len(data.load("mnist", "train")) == 7
 
@@ -86,25 +83,47 @@ def test_missing_data_dir_argument(tmp_path):
         data.load("mnist", "train", data_dir=missing)
 
 
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_named_data_dir_without_the_files_is_an_error_not_a_fallback(
+        tmp_path, formats, fake_repo_data, tfds_offline, monkeypatch, name):
+    # Every fallback holds the data: none of them may be used when a folder was named.
+    env = tmp_path / "env"
+    formats.write_mnist_split(env / "mnist", "test", *formats.tiny_mnist(5))
+    formats.write_mnist_split(fake_repo_data / "mnist", "test", *formats.tiny_mnist(7))
+    monkeypatch.setenv("JAXCNN_DATA_DIR", str(env))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as raised:
+        data.load(name, "test", data_dir=empty)
+    message = str(raised.value)
+    assert message.startswith(f"data_dir {empty} does not hold the test split of {name!r}")
+    assert f"looked in {empty / name} and {empty} for " in message
+    expected = "t10k-images-idx3-ubyte[.gz]" if name == "mnist" else "test_batch"
+    assert expected in message
+    assert tfds_offline == []  # TFDS was not asked either
+    # The real repository copy is not used either (the reproduction).
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError, match="does not hold the test split of 'mnist'"):
+        data.load("mnist", "test", data_dir=empty)
+
+
 def test_nothing_found_lists_every_place_and_how_to_get_it(tmp_path, fake_repo_data, tfds_offline, monkeypatch):
-    explicit, env = tmp_path / "explicit", tmp_path / "env_missing"
-    explicit.mkdir()
+    env = tmp_path / "env_missing"
     monkeypatch.setenv("JAXCNN_DATA_DIR", str(env))
     with pytest.raises(FileNotFoundError) as raised:
-        data.load("cifar10", "train", data_dir=explicit)
+        data.load("cifar10", "train")
     message = str(raised.value)
-    for place in (explicit / "cifar10", explicit, env / "cifar10", env, fake_repo_data / "cifar10", fake_repo_data):
+    for place in (env / "cifar10", env, fake_repo_data / "cifar10", fake_repo_data):
         assert f"\n  {place} (" in message
-    assert "(data_dir argument): no train files" in message
     assert f"{env} ($JAXCNN_DATA_DIR): no such directory" in message
     assert "(repository data/ folder)" in message
     assert "TFDS tfds.data_source('cifar10', split='train'" in message
     assert "ConnectionError: cannot reach www.cs.toronto.edu:443" in message
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
     assert "data_batch_1..5" in message
-    # TFDS was asked for a prepared copy of the right split, with the user's
-    # directory as its data_dir, and never asked to download.
-    assert tfds_offline == [("cifar10", {"split": "train", "data_dir": str(explicit), "download": False})]
+    # TFDS was asked for a prepared copy of the right split, with $JAXCNN_DATA_DIR
+    # as its data_dir, and never asked to download.
+    assert tfds_offline == [("cifar10", {"split": "train", "data_dir": str(env), "download": False})]
 
 
 def test_tfds_uses_its_default_dir_without_data_dir(fake_repo_data, tfds_offline):

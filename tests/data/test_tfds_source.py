@@ -42,9 +42,11 @@ def test_real_tfds_offline_fails_in_seconds_without_downloading(tmp_path, no_rep
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download_and_prepare)
     empty = tmp_path / "empty"
     empty.mkdir()
+    # Through $JAXCNN_DATA_DIR: a data_dir argument is the only place looked at (no TFDS).
+    monkeypatch.setenv("JAXCNN_DATA_DIR", str(empty))
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as raised:
-        data.load("mnist", "test", data_dir=empty)
+        data.load("mnist", "test")
     assert time.monotonic() - start < 20  # seconds, TFDS import included; was ~210
     assert attempts == []
     message = str(raised.value)

@@ -231,7 +231,7 @@ def test_eval_step_uses_running_statistics_and_no_dropout(bn_setup):
     loss, accuracy = _numpy_metrics(logits, labels)
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["accuracy"], accuracy)
-    assert set(metrics) == {"loss", "accuracy"}
+    assert set(metrics) == {"loss", "accuracy", "label_errors"}
     # Evaluation is deterministic (no dropout) and does not touch the state.
     again = eval_step(state, images, labels)
     assert float(again["loss"]) == float(metrics["loss"])
