@@ -5,9 +5,15 @@ layer: 62,378,344 parameters for 227x227x3 input and 1000 classes.
 
 ``conv_impl`` (every model here): the ``impl`` of each of its convolutions
 (default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
+``dtype`` (every model here): the computation dtype of every layer (default
+float32; ``jnp.bfloat16`` for mixed precision: parameters and batch statistics
+stay float32, logits come out in ``dtype``).
 """
 from __future__ import annotations
 
+from typing import Any
+
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
@@ -19,10 +25,11 @@ PAPER_LRN_SIZE = 5
 PAPER_LRN_ALPHA = 1e-4  # the paper's alpha, applied to the SUM of squares
 
 
-def _paper_lrn(name: str) -> LocalResponseNorm:
+def _paper_lrn(name: str, dtype) -> LocalResponseNorm:
     # LocalResponseNorm averages the squares (alpha / size), the paper sums them.
     return LocalResponseNorm(
-        size=PAPER_LRN_SIZE, alpha=PAPER_LRN_ALPHA * PAPER_LRN_SIZE, beta=0.75, k=2.0, name=name
+        size=PAPER_LRN_SIZE, alpha=PAPER_LRN_ALPHA * PAPER_LRN_SIZE, beta=0.75, k=2.0, dtype=dtype,
+        name=name
     )
 
 
@@ -47,27 +54,28 @@ class AlexNet(nn.Module):
     num_classes: int = 1000
     dropout_rate: float = 0.5
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(96, (11, 11), stride=4, impl=self.conv_impl, name="conv1")(x)
+        x = Conv(96, (11, 11), stride=4, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, name="pool1")(x)
-        x = _paper_lrn("norm1")(x)
-        x = Conv(256, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
+        x = _paper_lrn("norm1", self.dtype)(x)
+        x = Conv(256, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(3, 2, name="pool2")(x)
-        x = _paper_lrn("norm2")(x)
-        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, name="conv3")(x)
+        x = _paper_lrn("norm2", self.dtype)(x)
+        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, dtype=self.dtype, name="conv3")(x)
         x = ReLU(name="relu3")(x)
-        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, name="conv4")(x)
+        x = Conv(384, (3, 3), padding=1, impl=self.conv_impl, dtype=self.dtype, name="conv4")(x)
         x = ReLU(name="relu4")(x)
-        x = Conv(256, (3, 3), padding=1, impl=self.conv_impl, name="conv5")(x)
+        x = Conv(256, (3, 3), padding=1, impl=self.conv_impl, dtype=self.dtype, name="conv5")(x)
         x = ReLU(name="relu5")(x)
         x = MaxPool(3, 2, name="pool5")(x)
         x = Flatten(name="flatten")(x)
         for layer in (6, 7):
-            x = Dense(4096, name=f"fc{layer}")(x)
+            x = Dense(4096, dtype=self.dtype, name=f"fc{layer}")(x)
             x = ReLU(name=f"relu{layer}")(x)
             x = Dropout(self.dropout_rate, name=f"drop{layer}")(x, train)
-        return Dense(self.num_classes, name="fc8")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc8")(x)

@@ -5,10 +5,13 @@ response normalization after the stem's first pool and after conv2, global
 average pooling, dropout 0.4 before the classifier. Not included: the two
 auxiliary classifiers (training-time only in the paper) -- so the parameter
 count is that of the inference network, 6,998,552 for 1000 classes.
+
+``dtype``: the computation dtype of every layer (default float32;
+``jnp.bfloat16`` for mixed precision: parameters stay float32).
 """
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -48,10 +51,10 @@ GOOGLENET_TABLE: dict[str, InceptionSpec] = {
 }
 
 
-def _caffe_lrn(name: str) -> LocalResponseNorm:
+def _caffe_lrn(name: str, dtype) -> LocalResponseNorm:
     # The paper gives no LRN constants; these are the BVLC Caffe GoogLeNet's
     # (local_size 5, alpha 1e-4 over the mean of squares, beta 0.75, k 1).
-    return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0, name=name)
+    return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0, dtype=dtype, name=name)
 
 
 # A 3x3/2 max pool (with "SAME" padding: ceil(size / 2)) follows these modules.
@@ -72,13 +75,14 @@ class Inception(nn.Module):
 
     spec: InceptionSpec
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
 
         def conv_relu(y, features, size, name):
-            y = Conv(features, (size, size), padding=size // 2, impl=self.conv_impl, name=name)(y)
+            y = Conv(features, (size, size), padding=size // 2, impl=self.conv_impl, dtype=self.dtype, name=name)(y)
             return ReLU(name=f"{name}_relu")(y)
 
         s = self.spec
@@ -109,23 +113,24 @@ class GoogLeNet(nn.Module):
     num_classes: int = 1000
     dropout_rate: float = 0.4
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(64, (7, 7), stride=2, padding=3, impl=self.conv_impl, name="conv1")(x)
+        x = Conv(64, (7, 7), stride=2, padding=3, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, padding="SAME", name="pool1")(x)
-        x = _caffe_lrn("norm1")(x)
-        x = Conv(64, (1, 1), impl=self.conv_impl, name="conv2_reduce")(x)
+        x = _caffe_lrn("norm1", self.dtype)(x)
+        x = Conv(64, (1, 1), impl=self.conv_impl, dtype=self.dtype, name="conv2_reduce")(x)
         x = ReLU(name="relu2_reduce")(x)
-        x = Conv(192, (3, 3), padding=1, impl=self.conv_impl, name="conv2")(x)
+        x = Conv(192, (3, 3), padding=1, impl=self.conv_impl, dtype=self.dtype, name="conv2")(x)
         x = ReLU(name="relu2")(x)
-        x = _caffe_lrn("norm2")(x)
+        x = _caffe_lrn("norm2", self.dtype)(x)
         x = MaxPool(3, 2, padding="SAME", name="pool2")(x)
         for name, spec in GOOGLENET_TABLE.items():
-            x = Inception(spec, conv_impl=self.conv_impl, name=name)(x, train)
+            x = Inception(spec, conv_impl=self.conv_impl, dtype=self.dtype, name=name)(x, train)
             if name in _POOL_AFTER:
                 x = MaxPool(3, 2, padding="SAME", name=_POOL_AFTER[name])(x)
         x = GlobalAvgPool(name="avgpool")(x)
         x = Dropout(self.dropout_rate, name="dropout")(x, train)
-        return Dense(self.num_classes, name="fc")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc")(x)

@@ -5,11 +5,15 @@ accepted for the common model protocol (none of them has dropout or batch norm).
 
 ``conv_impl`` (every model here): the ``impl`` of each of its convolutions
 (default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
+``dtype`` (every model here): the computation dtype of every layer (default
+float32; ``jnp.bfloat16`` for mixed precision: parameters and batch statistics
+stay float32, logits come out in ``dtype``).
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
@@ -44,20 +48,21 @@ class LeNet5(nn.Module):
 
     num_classes: int = 10
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train  # no train/eval difference in this model
-        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, name="conv1")(x)
+        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(2, 2, name="pool1")(x)
-        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
+        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(2, 2, name="pool2")(x)
         x = Flatten(name="flatten")(x)
-        x = Dense(500, name="fc3")(x)
+        x = Dense(500, dtype=self.dtype, name="fc3")(x)
         x = ReLU(name="relu3")(x)
-        return Dense(self.num_classes, name="fc4")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc4")(x)
 
 
 class LeNet5Adaptive(nn.Module):
@@ -76,6 +81,7 @@ class LeNet5Adaptive(nn.Module):
 
     num_classes: int = 10
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
     pooled_size: tuple[int, int] = (2, 2)
     pool: str = "avg"
 
@@ -86,16 +92,16 @@ class LeNet5Adaptive(nn.Module):
         del train
         if self.pool not in self._POOLS:
             raise ValueError(f'pool must be "avg" or "max", got {self.pool!r}')
-        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, name="conv1")(x)
+        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(2, 2, name="pool1")(x)
-        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, name="conv2")(x)
+        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv2")(x)
         x = ReLU(name="relu2")(x)
         x = self._POOLS[self.pool](self.pooled_size, name="pool2")(x)
         x = Flatten(name="flatten")(x)
-        x = Dense(500, name="fc3")(x)
+        x = Dense(500, dtype=self.dtype, name="fc3")(x)
         x = ReLU(name="relu3")(x)
-        return Dense(self.num_classes, name="fc4")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc4")(x)
 
 
 class LeNet5Classic(nn.Module):
@@ -124,21 +130,22 @@ class LeNet5Classic(nn.Module):
 
     num_classes: int = 10
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
-        x = Conv(6, (5, 5), impl=self.conv_impl, name="c1")(x)
+        x = Conv(6, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c1")(x)
         x = ScaledTanh(name="c1_act")(x)
-        x = Subsampling(2, 2, name="s2")(x)
+        x = Subsampling(2, 2, dtype=self.dtype, name="s2")(x)
         x = ScaledTanh(name="s2_act")(x)
-        x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), impl=self.conv_impl, name="c3")(x)
+        x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c3")(x)
         x = ScaledTanh(name="c3_act")(x)
-        x = Subsampling(2, 2, name="s4")(x)
+        x = Subsampling(2, 2, dtype=self.dtype, name="s4")(x)
         x = ScaledTanh(name="s4_act")(x)
-        x = Conv(120, (5, 5), impl=self.conv_impl, name="c5")(x)
+        x = Conv(120, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c5")(x)
         x = ScaledTanh(name="c5_act")(x)
         x = Flatten(name="flatten")(x)
-        x = Dense(84, name="f6")(x)
+        x = Dense(84, dtype=self.dtype, name="f6")(x)
         x = ScaledTanh(name="f6_act")(x)
-        return Dense(self.num_classes, name="output")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="output")(x)

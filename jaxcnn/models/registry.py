@@ -70,7 +70,9 @@ def get(name: str, **kwargs) -> nn.Module:
 
     Every model accepts ``conv_impl`` (default ``"auto"``,
     :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`): the ``impl`` of each of
-    its convolutions.
+    its convolutions, and ``dtype`` (default float32): the computation dtype of
+    every layer (``jnp.bfloat16`` or ``"bfloat16"`` for mixed precision;
+    parameters and batch statistics stay float32).
 
     Raises ValueError for an unknown name (listing the valid ones) or a
     keyword the model does not have (listing the ones it has).

@@ -5,12 +5,15 @@ Families are partials of one class each (as in flax ``examples/imagenet/models.p
 Every model maps NHWC images to ``(N, num_classes)`` logits and is called
 ``model(x, train=...)``: batch norm uses batch statistics (and updates
 ``batch_stats``, so pass ``mutable=["batch_stats"]``) only when ``train=True``.
+``dtype`` (every model here): the computation dtype of every layer (default
+float32; ``jnp.bfloat16`` for mixed precision: parameters and batch statistics
+stay float32, logits come out in ``dtype``).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -67,11 +70,12 @@ class _ResidualBlock(nn.Module):
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     def norm(self, name: str, *, last: bool = False):
         zero = last and self.zero_init_last_norm
         scale_init = nn.initializers.zeros if zero else nn.initializers.ones
-        return BatchNorm(axis_name=self.bn_axis_name, scale_init=scale_init, name=name)
+        return BatchNorm(axis_name=self.bn_axis_name, dtype=self.dtype, scale_init=scale_init, name=name)
 
     def residual(self, x, train: bool):
         """The identity, or (when the shape changes) option A or B of He et al."""
@@ -82,7 +86,7 @@ class _ResidualBlock(nn.Module):
             return x
         if self.shortcut == "zero_pad":
             return zero_pad_shortcut(x, out_features, self.stride)
-        x = Conv(out_features, (1, 1), stride=self.stride, use_bias=False, impl=self.conv_impl, name="proj_conv")(x)
+        x = Conv(out_features, (1, 1), stride=self.stride, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="proj_conv")(x)
         return self.norm("proj_bn")(x, train)
 
 
@@ -99,10 +103,10 @@ class BasicBlock(_ResidualBlock):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, name="conv1")(x)
+        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         y = self.norm("bn1")(y, train)
         y = ReLU(name="relu1")(y)
-        y = Conv(self.features, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, name="conv2")(y)
+        y = Conv(self.features, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv2")(y)
         y = self.norm("bn2", last=True)(y, train)
         return ReLU(name="relu2")(y + self.residual(x, train))
 
@@ -119,13 +123,13 @@ class Bottleneck(_ResidualBlock):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = Conv(self.features, (1, 1), use_bias=False, impl=self.conv_impl, name="conv1")(x)
+        y = Conv(self.features, (1, 1), use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
         y = self.norm("bn1")(y, train)
         y = ReLU(name="relu1")(y)
-        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, name="conv2")(y)
+        y = Conv(self.features, (3, 3), stride=self.stride, padding=1, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv2")(y)
         y = self.norm("bn2")(y, train)
         y = ReLU(name="relu2")(y)
-        y = Conv(self.features * 4, (1, 1), use_bias=False, impl=self.conv_impl, name="conv3")(y)
+        y = Conv(self.features * 4, (1, 1), use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv3")(y)
         y = self.norm("bn3", last=True)(y, train)
         return ReLU(name="relu3")(y + self.residual(x, train))
 
@@ -159,11 +163,12 @@ class ResNet(nn.Module):
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(self.num_filters, (7, 7), stride=2, padding=3, use_bias=False, impl=self.conv_impl, name="conv1")(x)
-        x = BatchNorm(axis_name=self.bn_axis_name, name="bn1")(x, train)
+        x = Conv(self.num_filters, (7, 7), stride=2, padding=3, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
+        x = BatchNorm(axis_name=self.bn_axis_name, dtype=self.dtype, name="bn1")(x, train)
         x = ReLU(name="relu1")(x)
         x = MaxPool(3, 2, padding=1, name="pool1")(x)
         for i, num_blocks in enumerate(self.stage_sizes):
@@ -175,10 +180,11 @@ class ResNet(nn.Module):
                     zero_init_last_norm=self.zero_init_last_norm,
                     bn_axis_name=self.bn_axis_name,
                     conv_impl=self.conv_impl,
+                    dtype=self.dtype,
                     name=f"layer{i + 1}_block{j + 1}",
                 )(x, train)
         x = GlobalAvgPool(name="avgpool")(x)
-        return Dense(self.num_classes, name="fc")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
 class CifarResNet(nn.Module):
@@ -206,14 +212,15 @@ class CifarResNet(nn.Module):
     zero_init_last_norm: bool = False
     bn_axis_name: str | None = None
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got {self.depth!r}")
         blocks_per_stage = (self.depth - 2) // 6
-        x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, name="conv1")(x)
-        x = BatchNorm(axis_name=self.bn_axis_name, name="bn1")(x, train)
+        x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
+        x = BatchNorm(axis_name=self.bn_axis_name, dtype=self.dtype, name="bn1")(x, train)
         x = ReLU(name="relu1")(x)
         for i in range(3):
             for j in range(blocks_per_stage):
@@ -224,10 +231,11 @@ class CifarResNet(nn.Module):
                     zero_init_last_norm=self.zero_init_last_norm,
                     bn_axis_name=self.bn_axis_name,
                     conv_impl=self.conv_impl,
+                    dtype=self.dtype,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train)
         x = GlobalAvgPool(name="avgpool")(x)
-        return Dense(self.num_classes, name="fc")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
 ResNet18 = partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)

@@ -5,12 +5,18 @@ A and D; a small ``stages``/``fc_features`` gives a tiny VGG for tests.
 
 ``conv_impl`` (every model here): the ``impl`` of each of its convolutions
 (default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
+``dtype`` (every model here): the computation dtype of every layer (default
+float32; ``jnp.bfloat16`` for mixed precision: parameters and batch statistics
+stay float32, logits come out in ``dtype``).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
 
+from typing import Any
+
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
@@ -43,20 +49,21 @@ class VGG(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     conv_impl: str = DEFAULT_CONV_IMPL
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for s, stage in enumerate(self.stages, start=1):
             for i, features in enumerate(stage, start=1):
-                x = Conv(features, (3, 3), padding=1, impl=self.conv_impl, name=f"conv{s}_{i}")(x)
+                x = Conv(features, (3, 3), padding=1, impl=self.conv_impl, dtype=self.dtype, name=f"conv{s}_{i}")(x)
                 x = ReLU(name=f"relu{s}_{i}")(x)
             x = MaxPool(2, 2, name=f"pool{s}")(x)
         x = Flatten(name="flatten")(x)
         for layer in (6, 7):
-            x = Dense(self.fc_features, name=f"fc{layer}")(x)
+            x = Dense(self.fc_features, dtype=self.dtype, name=f"fc{layer}")(x)
             x = ReLU(name=f"relu{layer}")(x)
             x = Dropout(self.dropout_rate, name=f"drop{layer}")(x, train)
-        return Dense(self.num_classes, name="fc8")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc8")(x)
 
 
 VGG11 = partial(VGG, stages=VGG11_STAGES)
