@@ -34,6 +34,7 @@ from jaxcnn.functional.pool import weighted_avg_pool2d
 from jaxcnn.functional.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from jaxcnn.functional.losses import (
     accuracy,
+    top_k_accuracy,
     binary_hinge,
     l1_loss,
     l2_loss,
