@@ -51,3 +51,4 @@ from jaxcnn.functional.init import (
 )
 from . import filters
 from jaxcnn.functional.init import lecun_normal, lecun_uniform
+from jaxcnn.functional.regularization import l2_regularizer, weight_mask
