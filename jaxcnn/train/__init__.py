@@ -7,6 +7,7 @@ Public API (see each module's docstrings):
     sharded.py     make_mesh, shard_batch, replicate_state, sharded_train_step, sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning
+    batch_stats.py recompute_batch_stats, batch_moments (population batch-norm statistics)
 """
 from jaxcnn.train.optim import (
     OPTIMIZERS,
@@ -34,3 +35,4 @@ from jaxcnn.train.sharded import (
     sharded_train_step,
 )
 from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer
+from jaxcnn.train.batch_stats import batch_moments, recompute_batch_stats
