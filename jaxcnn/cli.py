@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jaxcnn.train.config import OPTIMIZERS, PARALLEL_MODES, SCHEDULES, TrainConfig, \
     default_workdir
+from jaxcnn.train.config import WEIGHT_DECAY_TARGETS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _DEFAULTS = TrainConfig()
@@ -37,6 +38,11 @@ def _default(name: str) -> str:
     if isinstance(value, tuple):
         value = ",".join(str(v) for v in value) or "none"
     return f"default: {value}"
+
+
+def _help(name: str) -> str:
+    """The help text declared next to a TrainConfig field (its ``metadata["help"]``)."""
+    return TrainConfig.__dataclass_fields__[name].metadata["help"]
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Nesterov momentum (sgd); {_default('nesterov')}")
     add("--weight-decay", dest="weight_decay", type=float, metavar="X",
         help=f"weight decay (L2; decoupled for adamw); {_default('weight_decay')}")
+    add("--weight-decay-on", dest="weight_decay_on", choices=WEIGHT_DECAY_TARGETS,
+        help=f"{_help('weight_decay_on')}; {_default('weight_decay_on')}")
+    add("--recompute-batch-stats", dest="recompute_batch_stats", type=int, metavar="N",
+        help=f"{_help('recompute_batch_stats')}; {_default('recompute_batch_stats')}")
     add("--schedule", choices=SCHEDULES,
         help=f"learning-rate schedule; {_default('schedule')}")
     add("--decay-epochs", dest="decay_epochs", type=_float_list, metavar="E1,E2",

@@ -20,6 +20,7 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "plateau")
 PARALLEL_MODES = ("pmap", "sharded")
+WEIGHT_DECAY_TARGETS = ("weights", "all")
 CONFIG_FILENAME = "config.json"
 
 
@@ -50,6 +51,12 @@ class TrainConfig:
         ("warmup_cosine"); plateau_patience and plateau_factor ("plateau": lr *=
         plateau_factor once test accuracy has not improved for
         plateau_patience epochs, the AlexNet recipe).
+      weight_decay_on: "weights" (the conv/dense kernels only, as the slides'
+        ``R(W) = lambda sum W^2``; :func:`jaxcnn.functional.weight_mask`) or
+        "all" (also biases and batch-norm scales/shifts).
+      recompute_batch_stats: after the last epoch, replace the batch-norm
+        running averages by the population statistics over this many training
+        batches (:func:`jaxcnn.train.recompute_batch_stats`; 0: off).
 
     Execution
       seed: one integer for init, dropout, data order and augmentation.
@@ -77,6 +84,9 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
+    weight_decay_on: str = dataclasses.field(default="weights", metadata={
+        "help": "which parameters weight decay applies to: weights (conv/dense kernels, the "
+                "slides' R(W)) or all (also biases and batch-norm parameters)"})
     schedule: str = "cosine"
     decay_epochs: tuple[float, ...] = ()
     decay_factor: float = 0.1
@@ -89,6 +99,10 @@ class TrainConfig:
     parallel: str = "sharded"
     checkpoint_every_steps: int = 200
     keep_checkpoints: int = 3
+    recompute_batch_stats: int = dataclasses.field(default=0, metadata={
+        "help": "after training, recompute the batch-norm statistics as population estimates "
+                "(E[mu_B], m/(m-1) E[sigma_B^2]) over this many training batches, report the "
+                "test accuracy before/after and save them in the final checkpoint; 0: off"})
 
     def __post_init__(self):
         # Normalise JSON-ish values (lists from config.json) before validating.
@@ -101,7 +115,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "devices", "keep_checkpoints",
                      "plateau_patience"):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("checkpoint_every_steps", "seed"):
+        for name in ("checkpoint_every_steps", "seed", "recompute_batch_stats"):
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("train_examples", "test_examples"):
             if getattr(self, name) is not None:
@@ -109,6 +123,7 @@ class TrainConfig:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("schedule", self.schedule, SCHEDULES)
         _require_choice("parallel", self.parallel, PARALLEL_MODES)
+        _require_choice("weight_decay_on", self.weight_decay_on, WEIGHT_DECAY_TARGETS)
         _require_number("lr", self.lr, low=0.0, low_inclusive=False)
         _require_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         _require_number("weight_decay", self.weight_decay, low=0.0)

@@ -34,6 +34,8 @@ from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train import parallel, sharded, steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
+from jaxcnn.functional.regularization import weight_mask
 from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
 from jaxcnn.train.state import create_train_state
 
@@ -49,7 +51,7 @@ AUGMENTED_BY_DEFAULT = ("cifar10", "mnist", "fashion_mnist")
 # Config fields a resumed run may change (they do not alter the computation
 # up to the float reordering of a different device count).
 RESUME_CHANGEABLE = ("epochs", "data_dir", "eval_batch_size", "devices", "parallel",
-                     "checkpoint_every_steps", "keep_checkpoints")
+                     "checkpoint_every_steps", "keep_checkpoints", "recompute_batch_stats")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -161,7 +163,23 @@ def train_and_evaluate(
             metrics_io.write_metrics(workdir, position.history)
             metrics_io.plot_curves(workdir, position.history)
             print(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
-    return dict(position.history[-1])
+        final = dict(position.history[-1])
+        if config.recompute_batch_stats and state.batch_stats:
+            final.update(_recompute_batch_stats(config, executor, device_state, runner, position,
+                                                workdir))
+    return final
+
+
+def _recompute_batch_stats(config, executor, device_state, runner, position, workdir) -> dict:
+    """``--recompute-batch-stats``: population statistics, before/after, into the final checkpoint."""
+    last = position.history[-1]
+    before = {"loss": last["test_loss"], "accuracy": last["test_accuracy"]}
+    host, report = recompute_after_training(config, executor.to_host(device_state), runner.train_set,
+                                            runner.test_set, runner.preprocess.eval, before, workdir)
+    runner.checkpointer.save(position.epoch, host, {
+        "position": dataclasses.asdict(position), "data_seed": config.seed})
+    return {"recomputed_test_loss": report["after"]["loss"],
+            "recomputed_test_accuracy": report["after"]["accuracy"]}
 
 
 def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_epoch: int):
@@ -181,7 +199,7 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
 # The fields that define the model and the optimizer (not the data or the devices).
 _MODEL_AND_OPTIMIZER_FIELDS = (
     "model", "model_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
+    "weight_decay_on", "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
     "plateau_factor")
 
 
@@ -206,7 +224,8 @@ def _model_and_optimizer(key: str, num_classes: int, steps_per_epoch: int):
     tx = make_optimizer(
         config.optimizer, schedule, momentum=config.momentum,
         nesterov=config.nesterov and config.optimizer == "sgd",
-        weight_decay=config.weight_decay, plateau=plateau)
+        weight_decay=config.weight_decay, plateau=plateau,
+        weight_decay_mask=weight_mask if config.weight_decay_on == "weights" else None)
     model = models.get(config.model, num_classes=num_classes, **config.model_kwargs)
     return model, tx, plateau
 
@@ -236,12 +255,8 @@ def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[flo
     what it holds. Returns Python floats ``(loss, accuracy)``.
     """
 
-    loss_sum = correct_sum = 0.0
-    for images, labels in data.batches(dataset, batch_size, shuffle=False):
-        metrics = executor.eval_step(state, preprocess.eval(images), labels)
-        loss_sum += _scalar(metrics["loss"]) * len(labels)
-        correct_sum += _scalar(metrics["accuracy"]) * len(labels)
-    return loss_sum / len(dataset), correct_sum / len(dataset)
+    metrics = evaluate_dataset(executor.eval_step, state, dataset, batch_size, preprocess.eval)
+    return metrics["loss"], metrics["accuracy"]
 
 
 def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dict:
@@ -321,8 +336,9 @@ class _EpochRunner:
                     self._save(state, position, step)
                 step_start = time.perf_counter()
 
-        test_loss, test_accuracy = evaluate(self.executor, state, self.test_set,
-                                            config.eval_batch_size, self.preprocess)
+        test = evaluate_dataset(self.executor.eval_step, state, self.test_set,
+                                config.eval_batch_size, self.preprocess.eval)
+        test_loss, test_accuracy = test["loss"], test["accuracy"]
         if self.plateau is not None:
             host = self.plateau.observe(self.executor.to_host(state), test_accuracy)
             state = self.executor.place(host)
@@ -335,6 +351,7 @@ class _EpochRunner:
             "test_accuracy": test_accuracy,
             "epoch_seconds": position.epoch_seconds,
             "images_per_second": position.images / max(position.train_seconds, 1e-9),
+            **({"test_top5_accuracy": test["top5_accuracy"]} if "top5_accuracy" in test else {}),
         }))
         self._save(state, position.next_epoch(), (epoch + 1) * self.steps_per_epoch)
         return state
