@@ -30,12 +30,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxcnn import data, models
+from jaxcnn.functional.regularization import weight_mask
 from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train import parallel, sharded, steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
-from jaxcnn.functional.regularization import weight_mask
 from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
 from jaxcnn.train.state import create_train_state
 
@@ -199,8 +199,8 @@ def build_state(config: TrainConfig, num_classes: int, image_shape, steps_per_ep
 # The fields that define the model and the optimizer (not the data or the devices).
 _MODEL_AND_OPTIMIZER_FIELDS = (
     "model", "model_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "weight_decay_on", "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
-    "plateau_factor")
+    "schedule", "decay_epochs", "decay_factor", "warmup_epochs", "plateau_patience",
+    "plateau_factor", "weight_decay_on")
 
 
 def _config_key(config: TrainConfig, fields) -> str:
