@@ -272,8 +272,8 @@ def lp_pool2d(x, p, window, stride=None, padding=0, *, form="mean"):
     scale = lax.stop_gradient(jnp.max(views, axis=0))
     nonzero = scale > 0
     ratios = views / jnp.where(nonzero, scale, 1)
-    if float(p).is_integer():
-        powered = lax.integer_pow(ratios, int(p))  # derivative p * r**(p-1): exactly 0 at r = 0
+    if float(p).is_integer() and p <= 2**16:
+        powered = lax.integer_pow(ratios, int(p))  # exact repeated products; derivative 0 at r = 0
     else:
         powered = ratios**p
     mean = jnp.mean(powered, axis=0)  # in [1 / (KH * KW), 1] where the window is not all zeros
