@@ -349,7 +349,8 @@ def top_k_accuracy(logits: jax.Array, labels: jax.Array, k: int = 5) -> jax.Arra
     Returns:
       A float32 scalar in [0, 1]. The top ``k`` are ``lax.top_k``'s: among tied
       scores the lower class index ranks first (so ``k = 1`` breaks ties as
-      :func:`accuracy`'s arg-max does).
+      :func:`accuracy`'s arg-max does). Computed as "fewer than ``k`` classes
+      rank ahead of the label", elementwise over the batch (no sort or gather).
     """
     logits, labels = _check_logits_and_labels(logits, labels, "top_k_accuracy")
     num_classes = logits.shape[1]
@@ -360,5 +361,10 @@ def top_k_accuracy(logits: jax.Array, labels: jax.Array, k: int = 5) -> jax.Arra
 
 @partial(jax.jit, static_argnums=2)
 def _top_k_accuracy(logits, labels, k):
-    _, top_classes = jax.lax.top_k(logits, k)  # (N, k)
-    return jnp.mean(jnp.any(top_classes == labels[:, None], axis=-1).astype(jnp.float32))
+    # The label is in the top k iff fewer than k classes rank ahead of it: a higher score,
+    # or the same score and a lower index (lax.top_k's order). Elementwise and a sum over
+    # classes, so a batch-sharded jit needs no gather (lax.top_k would all-gather the logits).
+    true_score = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+    lower_index = jnp.arange(logits.shape[1])[None, :] < labels[:, None]
+    ahead = (logits > true_score) | ((logits == true_score) & lower_index)
+    return jnp.mean((jnp.sum(ahead, axis=-1) < k).astype(jnp.float32))
