@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("model", help="model name, e.g. lenet5, alexnet, vgg16, resnet50")
     summary.add_argument("--input-shape", dest="input_shape", metavar="H,W,C", default=None,
                          type=_shape, help="input image shape; default: the model's own")
+    summary.add_argument("--depth", type=int, default=None, metavar="D",
+                         help="show rows nested fewer than D levels deep (1: top-level layers and "
+                         "blocks, each block with the totals of its layers); default: all")
     summary.set_defaults(handler=_summary)
 
     from jaxcnn.bench.runner import add_arguments as add_bench_arguments
@@ -290,7 +293,7 @@ def _summary(args) -> int:
     from jaxcnn import summary
 
     kwargs = {} if args.input_shape is None else {"input_shape": (1, *args.input_shape)}
-    summary.print_summary(args.model, **kwargs)
+    summary.print_summary(args.model, depth=args.depth, **kwargs)
     return EXIT_OK
 
 

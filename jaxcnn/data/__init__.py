@@ -23,6 +23,7 @@ from jaxcnn.data.preprocess import (
     MNIST_MEAN,
     MNIST_STD,
     channel_stats,
+    mean_image,
     normalize,
     stats_for,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "batches",
     "num_batches",
     "channel_stats",
+    "mean_image",
     "normalize",
     "stats_for",
     "random_crop_flip",

@@ -1,4 +1,5 @@
-"""Per-channel mean/std normalization (the slides' preprocessing) and dataset statistics."""
+"""Mean/std normalization (the slides' preprocessing) and dataset statistics: per channel
+(:func:`channel_stats`) or per pixel (:func:`mean_image`, AlexNet's mean-image subtraction)."""
 from __future__ import annotations
 
 import jax
@@ -68,13 +69,56 @@ def channel_stats(dataset: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
     return (mean / 255.0).astype(np.float32), (np.sqrt(variance) / 255.0).astype(np.float32)
 
 
+def mean_image(dataset: ArrayDataset) -> np.ndarray:
+    """The mean image ``(H, W, C)`` over the N images, in [0, 1] units (AlexNet's preprocessing).
+
+    ``mean_image(ds)[h, w, c] = sum_n images[n, h, w, c] / (255 * N)``: the same units as
+    :func:`channel_stats`, whose per-channel mean is this image's mean over ``(H, W)``.
+    Subtract it with ``normalize(images, mean_image(train), 1.0)`` (AlexNet subtracts
+    the training set's mean image and does not divide) or pass a per-pixel std too.
+
+    Args:
+        dataset: images ``(N, H, W, C)`` uint8, N >= 1.
+
+    Returns:
+        ``(H, W, C)`` float32. Exact integer sums, then one float64 division.
+    """
+    if not isinstance(dataset, ArrayDataset):
+        raise ValueError(f"dataset must be an ArrayDataset, got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise ValueError(f"dataset {dataset.name!r} is empty; a mean image needs at least one image")
+    images = dataset.images
+    pixels_per_image = int(np.prod(images.shape[1:]))
+    images_per_chunk = max(1, _CHUNK_PIXELS // max(1, pixels_per_image))
+    total = np.zeros(images.shape[1:], np.int64)
+    for start in range(0, len(images), images_per_chunk):
+        total += images[start : start + images_per_chunk].astype(np.int64).sum(axis=0)
+    return (total / (255.0 * len(images))).astype(np.float32)
+
+
+def _check_statistic(what: str, value, image_shape) -> None:
+    """``value`` must broadcast as a scalar, ``(C,)`` or ``(H, W, C)`` against images ``(..., H, W, C)``."""
+    channels = image_shape[-1]
+    allowed = [(), (1,), (channels,)]
+    if len(image_shape) >= 3:
+        allowed.append(tuple(image_shape[-3:]))
+    if tuple(value.shape) not in allowed:
+        per_pixel = f" or per pixel {tuple(image_shape[-3:])} (H, W, C)" if len(image_shape) >= 3 else ""
+        raise ValueError(
+            f"{what} must be a scalar, per channel ({channels},){per_pixel} for images of shape "
+            f"{tuple(image_shape)}, got shape {tuple(value.shape)}"
+        )
+
+
 def normalize(images, mean, std) -> jnp.ndarray:
-    """``(images / 255 - mean) / std`` per channel, as float32; jit-compatible.
+    """``(images / 255 - mean) / std`` as float32; jit-compatible.
 
     Args:
         images: ``(..., C)`` uint8 (e.g. a NHWC batch ``(B, H, W, C)``).
-        mean, std: ``(C,)`` (or scalars) in [0, 1] units, e.g. from :func:`stats_for`
-            or :func:`channel_stats`; std must be > 0.
+        mean, std: each a scalar, a per-channel ``(C,)`` (e.g. from :func:`stats_for`
+            or :func:`channel_stats`) or a per-pixel ``(H, W, C)`` matching the
+            images' last three axes (e.g. :func:`mean_image`), in [0, 1] units;
+            broadcast over the leading axes. std must be > 0 everywhere.
 
     Returns:
         float32 array of the shape of ``images``.
@@ -86,11 +130,12 @@ def normalize(images, mean, std) -> jnp.ndarray:
         raise ValueError("normalize expects images with a trailing channel axis, got a scalar")
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
-    channels = images.shape[-1]
     for what, value in (("mean", mean), ("std", std)):
-        if value.ndim > 1 or (value.ndim == 1 and value.shape[0] not in (1, channels)):
-            raise ValueError(f"{what} must be a scalar or have shape ({channels},) for {channels} channels, got {value.shape}")
+        _check_statistic(what, value, images.shape)
     # A traced std (normalize called on a jit argument) cannot be inspected; a concrete one can.
     if not isinstance(std, jax.core.Tracer) and bool(jnp.any(std <= 0)):
-        raise ValueError(f"std must be > 0 in every channel, got {np.asarray(std)}")
+        raise ValueError(
+            f"std must be > 0 in every channel (and pixel), got {int(jnp.sum(std <= 0))} value(s) <= 0 "
+            f"such as {float(std[std <= 0].ravel()[0])}"
+        )
     return (images.astype(jnp.float32) / 255.0 - mean) / std

@@ -34,6 +34,7 @@ from jaxcnn.functional.manual_grad import (
 from jaxcnn.functional.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from jaxcnn.functional.losses import (
     accuracy,
+    top_k_accuracy,
     binary_hinge,
     l1_loss,
     l2_loss,
@@ -51,6 +52,7 @@ from jaxcnn.functional.init import (
     lecun_uniform,
 )
 from jaxcnn.functional import filters
+from jaxcnn.functional.regularization import l2_regularizer, weight_mask
 
 # Every public function names itself in its ValueErrors ("conv2d: stride must be ...").
 from jaxcnn.functional._named_errors import name_public_errors as _name_public_errors

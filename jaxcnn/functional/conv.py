@@ -317,11 +317,21 @@ def _conv_arguments(x, w, b, *, ndim, stride, padding, dilation, groups):
     return strides, pads, dilations
 
 
-def _conv(x, w, b, *, ndim, stride, padding, dilation, groups, impl):
+def _check_strict_fit(spatial_shape, kernel_shape, strides, pads, dilations) -> None:
+    """Raise, as ``conv_output_size(..., strict=True)`` does, where the window does not tile."""
+    for size, k, s, pad, d in zip(spatial_shape, kernel_shape, strides, pads, dilations):
+        conv_output_size(size, k, s, pad, d, strict=True)
+
+
+def _conv(x, w, b, *, ndim, stride, padding, dilation, groups, impl, strict=False):
     x, w = jnp.asarray(x), jnp.asarray(w)
     strides, pads, dilations = _conv_arguments(
         x, w, b, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
+    if not isinstance(strict, bool):
+        raise ValueError(f"strict must be a bool, got {strict!r}")
+    if strict:
+        _check_strict_fit(x.shape[1:-1], w.shape[:ndim], strides, pads, dilations)
     # Every implementation needs one dtype; promote like jnp arithmetic does.
     dtype = jnp.result_type(x, w)
     conv = _select_impl(impl, x.shape, w.shape, strides, pads, dilations, groups, dtype)
@@ -331,7 +341,7 @@ def _conv(x, w, b, *, ndim, stride, padding, dilation, groups, impl):
     return y
 
 
-def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla", strict=False):
     """1-D convolution (cross-correlation, as in every deep-learning library).
 
     Args:
@@ -347,6 +357,12 @@ def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
         them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
         "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
+      strict: if True, raise where the window does not tile the padded input,
+        i.e. ``(size + P_lo + P_hi - K_eff)`` is not divisible by the stride
+        (the slides' "7x7 input, 3x3 filter, stride 3: doesn't fit"), as
+        :func:`jaxcnn.functional.conv_output_size` with ``strict=True``; if
+        False (default), the last partial window is dropped (floor), as in
+        every deep-learning library.
 
     Returns:
       (N, L', O), each spatial size
@@ -354,14 +370,16 @@ def conv1d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
 
     Raises:
       ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
-        kernel larger than the padded input, bias not (O,), unknown impl.
+        kernel larger than the padded input, bias not (O,), unknown impl, or
+        (``strict=True``) a window that does not tile.
     """
     return _conv(
-        x, w, b, ndim=1, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+        x, w, b, ndim=1, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl,
+        strict=strict,
     )
 
 
-def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla", strict=False):
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
     Args:
@@ -377,6 +395,12 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
         them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
         "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
+      strict: if True, raise where the window does not tile the padded input,
+        i.e. ``(size + P_lo + P_hi - K_eff)`` is not divisible by the stride
+        (the slides' "7x7 input, 3x3 filter, stride 3: doesn't fit"), as
+        :func:`jaxcnn.functional.conv_output_size` with ``strict=True``; if
+        False (default), the last partial window is dropped (floor), as in
+        every deep-learning library.
 
     Returns:
       (N, H', W', O), each spatial size
@@ -384,14 +408,16 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
 
     Raises:
       ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
-        kernel larger than the padded input, bias not (O,), unknown impl.
+        kernel larger than the padded input, bias not (O,), unknown impl, or
+        (``strict=True``) a window that does not tile.
     """
     return _conv(
-        x, w, b, ndim=2, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+        x, w, b, ndim=2, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl,
+        strict=strict,
     )
 
 
-def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla"):
+def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla", strict=False):
     """3-D convolution (cross-correlation, as in every deep-learning library).
 
     Args:
@@ -407,6 +433,12 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
         "onednn" (2-D float32 only: oneDNN kernels on the CPU), "auto" (one of
         them per shape, :func:`jaxcnn.functional.conv_auto.auto_impl`) or
         "auto_xla" (the same rule without "onednn": partitionable by GSPMD).
+      strict: if True, raise where the window does not tile the padded input,
+        i.e. ``(size + P_lo + P_hi - K_eff)`` is not divisible by the stride
+        (the slides' "7x7 input, 3x3 filter, stride 3: doesn't fit"), as
+        :func:`jaxcnn.functional.conv_output_size` with ``strict=True``; if
+        False (default), the last partial window is dropped (floor), as in
+        every deep-learning library.
 
     Returns:
       (N, D', H', W', O), each spatial size
@@ -414,8 +446,10 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, impl="xla
 
     Raises:
       ValueError: wrong rank, channel/group mismatch, bad stride/dilation/padding,
-        kernel larger than the padded input, bias not (O,), unknown impl.
+        kernel larger than the padded input, bias not (O,), unknown impl, or
+        (``strict=True``) a window that does not tile.
     """
     return _conv(
-        x, w, b, ndim=3, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
+        x, w, b, ndim=3, stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl,
+        strict=strict,
     )

@@ -1,8 +1,9 @@
 """Classic image-filtering kernels and 2-D correlation / convolution of single images.
 
-Reproduces the image-filtering examples of the course: blur with :func:`box` or
-:func:`gaussian`, edges with :func:`sobel_x` / :func:`prewitt_y` ..., :func:`sharpen`,
-:func:`laplacian`, applied with :func:`correlate2d` or :func:`convolve2d`.
+Reproduces the image-filtering examples of the course: :func:`identity`, blur with
+:func:`box` or :func:`gaussian`, edges with :func:`edge`, :func:`sobel_x` /
+:func:`prewitt_y` ..., :func:`sharpen`, :func:`laplacian` (4 or 8 neighbours),
+:func:`high_pass`, applied with :func:`correlate2d` or :func:`convolve2d`.
 
 Kernels are (KH, KW) float32 arrays indexed ``[row, column]``: row 0 is the top,
 column 0 the left, as in an image. Each kernel function returns a fresh array.
@@ -34,6 +35,9 @@ from jaxcnn.functional.args import check_window_fits, positive_tuple
 from jaxcnn.functional.conv import conv2d
 
 __all__ = [
+    "identity",
+    "edge",
+    "high_pass",
     "box",
     "gaussian",
     "sobel_x",
@@ -149,17 +153,83 @@ def sharpen() -> jax.Array:
     return _kernel([[0, -1, 0], [-1, 5, -1], [0, -1, 0]])
 
 
-def laplacian() -> jax.Array:
-    """3x3 (4-neighbour) Laplacian, the discrete ``d2/dx2 + d2/dy2``::
+def laplacian(neighbours: int = 4) -> jax.Array:
+    """3x3 Laplacian kernels of the slides' kernel table, with the slides' signs.
+
+    ``neighbours=4`` (default): the discrete ``d2/dx2 + d2/dy2``, negative centre::
 
         [[0,  1, 0],
          [1, -4, 1],
          [0,  1, 0]]
 
-    Negative centre: a bright isolated pixel gives a negative response, a dark one a
-    positive response; 0 on flat regions and linear ramps. Sums to 0. Symmetric.
+    a bright isolated pixel gives a negative response, a dark one a positive one.
+
+    ``neighbours=8``: the 8-neighbour kernel AS PRINTED on the slides, positive centre::
+
+        [[-1, -1, -1],
+         [-1,  8, -1],
+         [-1, -1, -1]]
+
+    i.e. MINUS the 8-neighbour discrete Laplacian (the opposite sign convention of
+    the 4-neighbour kernel: a bright isolated pixel gives a positive response), and
+    ``9 * high_pass(3)``. Both sum to 0 (0 on flat regions and linear ramps) and are
+    symmetric, so correlation and convolution agree.
     """
-    return _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    if neighbours == 4 and not isinstance(neighbours, bool):
+        return _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    if neighbours == 8 and not isinstance(neighbours, bool):
+        return _kernel([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    raise ValueError(f"laplacian: neighbours must be 4 or 8, got {neighbours!r}")
+
+
+def identity(size=3) -> jax.Array:
+    """The identity kernel: 1 at the anchor ``((KH - 1) // 2, (KW - 1) // 2)``, 0 elsewhere::
+
+        [[0, 0, 0],
+         [0, 1, 0],
+         [0, 0, 0]]      (size 3)
+
+    ``correlate2d(image, identity(k), mode="same")`` is ``image`` for any ``k``
+    (the anchor is the one "same" mode puts on each output pixel).
+
+    Args:
+      size: an int or 2 ints (KH, KW), each >= 1.
+    """
+    height, width = positive_tuple(size, 2, "identity size")
+    kernel = np.zeros((height, width), np.float32)
+    kernel[(height - 1) // 2, (width - 1) // 2] = 1.0
+    return jnp.asarray(kernel)
+
+
+def edge() -> jax.Array:
+    """The slides' diagonal edge kernel::
+
+        [[ 1, 0, -1],
+         [ 0, 0,  0],
+         [-1, 0,  1]]
+
+    the product of two centred differences, ``[1, 0, -1]^T [1, 0, -1]`` (the
+    discrete mixed derivative ``d2/dxdy`` up to sign and a factor 4): 0 on flat
+    regions and on ramps along rows or columns, responds to corners and diagonal
+    structure. Sums to 0; point-symmetric, so correlation and convolution agree.
+    """
+    return _kernel([[1, 0, -1], [0, 0, 0], [-1, 0, 1]])
+
+
+def high_pass(size=3) -> jax.Array:
+    """High-pass kernel: the image minus its box blur, ``identity(size) - box(size)``::
+
+        (1/9) [[-1, -1, -1],
+               [-1,  8, -1],
+               [-1, -1, -1]]      (size 3: 1/9 of the slides' 8-neighbour kernel, laplacian(8))
+
+    Keeps what the low-pass :func:`box` removes: 0 on flat regions, and
+    ``image - box-blurred image`` in general (``correlate2d`` is linear). Sums to 0.
+
+    Args:
+      size: an int or 2 ints (KH, KW), each >= 1.
+    """
+    return identity(size) - box(size)
 
 
 def _prepare(image, kernel, mode: str, what: str):

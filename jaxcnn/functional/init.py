@@ -105,34 +105,51 @@ def _uniform(key, shape, dtype, limit: float) -> jax.Array:
     return flat.reshape(shape)
 
 
-def he_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-    """He / Kaiming normal: ``N(0, std^2)`` with ``std = sqrt(2 / fan_in)``.
+HE_MODES = ("fan_in", "fan_out")
+
+
+def _he_fan(dims, mode: str) -> int:
+    if mode not in HE_MODES:
+        raise ValueError(
+            f'mode must be "fan_in" (n = inputs per output, the default) or "fan_out" '
+            f"(n = outputs per input), got {mode!r}"
+        )
+    fan_in, fan_out = fan_in_fan_out(dims)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def he_normal(key: jax.Array, shape, dtype=jnp.float32, mode: str = "fan_in") -> jax.Array:
+    """He / Kaiming normal: ``N(0, std^2)`` with ``std = sqrt(2 / n)``.
 
     For ReLU networks: keeps the variance of activations constant across layers
-    (He et al. 2015, eq. 10). Plain Gaussian, not truncated.
+    (He et al. 2015, eq. 10, ``mode="fan_in"``, ``n = fan_in``), or of the
+    back-propagated gradients (eq. 14, ``mode="fan_out"``, ``n = fan_out`` -- the
+    slides' "n = number of outputs" variant). Plain Gaussian, not truncated. As a
+    Flax ``kernel_init`` with fan-out: ``functools.partial(he_normal, mode="fan_out")``.
 
     Args:
       key: a ``jax.random`` key.
       shape: a kernel shape, see :func:`fan_in_fan_out`.
       dtype: a floating dtype.
+      mode: ``"fan_in"`` (default; PyTorch's ``kaiming_normal_`` default too) or
+        ``"fan_out"``, which fan of :func:`fan_in_fan_out` is ``n``.
 
     Returns:
       An array of ``shape`` and ``dtype``.
     """
     dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
-    fan_in, _ = fan_in_fan_out(dims)
-    return _normal(key, dims, dtype, math.sqrt(2.0 / fan_in))
+    return _normal(key, dims, dtype, math.sqrt(2.0 / _he_fan(dims, mode)))
 
 
-def he_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-    """He / Kaiming uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / fan_in)``.
+def he_uniform(key: jax.Array, shape, dtype=jnp.float32, mode: str = "fan_in") -> jax.Array:
+    """He / Kaiming uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / n)``.
 
-    Same variance as :func:`he_normal` (``limit^2 / 3 = 2 / fan_in``).
+    Same variance as :func:`he_normal` (``limit^2 / 3 = 2 / n``); ``n`` is the
+    fan-in (``mode="fan_in"``, default) or the fan-out (``mode="fan_out"``).
     Args and returns as :func:`he_normal`.
     """
     dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
-    fan_in, _ = fan_in_fan_out(dims)
-    return _uniform(key, dims, dtype, math.sqrt(6.0 / fan_in))
+    return _uniform(key, dims, dtype, math.sqrt(6.0 / _he_fan(dims, mode)))
 
 
 def glorot_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Window pooling over NHWC activations: max, average, power-average (Lp), distance-weighted, global.
+"""Window pooling over NHWC activations: max, average, Lp (power mean), distance-weighted, global.
 
 Shapes (all functions here): ``x`` is ``(N, H, W, C)``; a window ``(KH, KW)``
 moves with stride ``(SH, SW)`` (default: the window, i.e. non-overlapping)
@@ -167,34 +167,118 @@ def avg_pool2d(x, window, stride=None, padding=0, count_include_pad=True):
     return (sums / counts.astype(acc.dtype)).astype(x.dtype)
 
 
-def lp_pool2d(x, p, window, stride=None):
-    """Power-average pooling ``(sum over window of x**p) ** (1/p)`` (PyTorch ``LPPool2d``).
+def _abs_zero_subgradient(x):
+    """``|x|`` whose derivative at 0 is 0 (``jnp.abs``'s is 1 there)."""
+    return jnp.where(x > 0, x, jnp.where(x < 0, -x, jnp.zeros_like(x)))
+
+
+def _window_views(x, window, strides, pads):
+    """The ``KH * KW`` strided views of zero-padded ``x``, one per window offset.
+
+    View ``(a, b)`` has shape ``(N, H', W', C)`` and holds, at output position
+    ``(i, j)``, the input element at window offset ``(a, b)``: stacking them is
+    im2col without the reshape.
+    """
+    padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    out = [
+        (n + lo + hi - k) // s + 1
+        for n, k, s, (lo, hi) in zip(x.shape[1:3], window, strides, pads)
+    ]
+    batch, channels = x.shape[0], x.shape[-1]
+    return [
+        lax.slice(
+            padded,
+            (0, a, b, 0),
+            (batch, a + (out[0] - 1) * strides[0] + 1, b + (out[1] - 1) * strides[1] + 1, channels),
+            (1, strides[0], strides[1], 1),
+        )
+        for a in range(window[0])
+        for b in range(window[1])
+    ]
+
+
+LP_FORMS = ("mean", "sum")
+
+
+def lp_pool2d(x, p, window, stride=None, padding=0, *, form="mean"):
+    """Lp pooling: the ``L_p`` norm of each window, as on the slides ("P = 1 -> average, P = inf -> max").
 
     Args:
-      x: ``(N, H, W, C)``.
-      p: the power, a positive finite number. ``p = 1`` is sum pooling,
-        ``p = 2`` the Euclidean norm of each window; large ``p`` approaches
-        max pooling of ``|x|``.
-      window, stride: as in :func:`max_pool2d`. No padding (as in PyTorch).
+      x: ``(N, H, W, C)``, floating.
+      p: the power. ``form="mean"``: a number ``>= 1`` or ``float("inf")``.
+        ``form="sum"``: a positive finite number.
+      window, stride, padding: as in :func:`max_pool2d`; padding is zeros and
+        counts in the window size (as ``avg_pool2d``'s ``count_include_pad=True``).
+      form: which formula, keyword-only:
 
-    Output ``(N, H', W', C)`` with ``H' = floor((H - KH) / SH) + 1``.
-    As in PyTorch, ``x**p`` of a negative ``x`` with non-integer ``p`` is NaN,
-    and a window whose power-sum is 0 has an infinite gradient for ``p > 1``.
+        - ``"mean"`` (default, the slides' power mean of ``|x|``)::
+
+              y = ( (1 / (KH * KW)) * sum_{window} |x|**p ) ** (1/p)
+
+          ``p = 1`` is ``avg_pool2d(|x|)``, ``p = 2`` the root mean square,
+          ``p = inf`` is ``max_pool2d(|x|)``, and as ``p`` grows the value
+          increases to that maximum. It is computed scaled by the window
+          maximum ``m = max |x|``, ``y = m * (mean (|x| / m)**p) ** (1/p)``, so
+          every power lies in ``[0, 1]``: a large finite ``p`` (64, 1000) never
+          overflows, and the mean stays in ``[1 / (KH * KW), 1]``, so nothing
+          underflows either. Negative inputs are fine (``|x|``); gradients are
+          finite everywhere: 0 for an all-zero window, and ``|x|`` has
+          subgradient 0 at 0. ``p = inf`` has max pooling's gradient (the first
+          maximal ``|x|`` of each window gets it). Memory: ``KH * KW`` strided
+          views of the output's size.
+
+        - ``"sum"`` (PyTorch's ``torch.nn.functional.lp_pool2d`` /
+          ``LPPool2d``)::
+
+              y = ( sum_{window} x**p ) ** (1/p)
+
+          no ``|x|``: ``p = 1`` is sum pooling (``KH * KW`` times the average),
+          ``x**p`` of a negative ``x`` with non-integer ``p`` is NaN, large
+          ``p`` overflows, and a window whose power-sum is 0 has an infinite
+          gradient for ``p > 1``, all as in PyTorch. For a non-negative ``x``
+          it is ``(KH * KW) ** (1/p)`` times the mean form.
+
+    Output ``(N, H', W', C)``, ``H' = floor((H + top + bottom - KH) / SH) + 1``
+    (likewise ``W'``), the input's dtype (bf16/f16 are computed in float32).
     """
-    if not _positive_finite(p):
+    if form not in LP_FORMS:
+        raise ValueError(f'lp_pool2d: form must be "mean" (the slides) or "sum" (PyTorch), got {form!r}')
+    if form == "mean":
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or np.isnan(p) or not p >= 1:
+            raise ValueError(
+                f'lp_pool2d: p must be a number >= 1 or float("inf") for form="mean" '
+                f"(the L_p norm of each window), got {p!r}"
+            )
+    elif not _positive_finite(p):
         raise ValueError(
-            f"lp_pool2d: p must be a positive finite number, got {p!r} "
-            "(use max_pool2d for p = inf)"
+            f'lp_pool2d: p must be a positive finite number for form="sum", got {p!r} '
+            '(use form="mean" with p = float("inf"), or max_pool2d)'
         )
-    window, strides, pads = pool_geometry(x, window, stride, 0, op="lp_pool2d")
+    window, strides, pads = pool_geometry(x, window, stride, padding, op="lp_pool2d")
     check_floating(x, "lp_pool2d")
-    acc = x.astype(_accumulation_dtype(x.dtype))
-    powered = acc if p == 1 else acc**p
-    sums = lax.reduce_window(
-        powered, np.array(0, acc.dtype), lax.add,
-        _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0)),
-    )
-    return (sums if p == 1 else sums ** (1.0 / p)).astype(x.dtype)
+    acc = jnp.asarray(x, _accumulation_dtype(x.dtype))
+    if form == "sum":
+        powered = acc if p == 1 else acc**p
+        sums = lax.reduce_window(
+            powered, np.array(0, acc.dtype), lax.add,
+            _as_nhwc(window, 1), _as_nhwc(strides, 1), _as_nhwc(pads, (0, 0)),
+        )
+        return (sums if p == 1 else sums ** (1.0 / p)).astype(x.dtype)
+    magnitude = _abs_zero_subgradient(acc)
+    if np.isinf(p):
+        return window_max(magnitude, window, strides, pads).astype(x.dtype)
+    views = jnp.stack(_window_views(magnitude, window, strides, pads))  # (KH*KW, N, H', W', C)
+    # Any positive constant scale gives the same function, so the scale carries no gradient.
+    scale = lax.stop_gradient(jnp.max(views, axis=0))
+    nonzero = scale > 0
+    ratios = views / jnp.where(nonzero, scale, 1)
+    if float(p).is_integer() and p <= 2**16:
+        powered = lax.integer_pow(ratios, int(p))  # exact repeated products; derivative 0 at r = 0
+    else:
+        powered = ratios**p
+    mean = jnp.mean(powered, axis=0)  # in [1 / (KH * KW), 1] where the window is not all zeros
+    root = jnp.where(nonzero, mean, 1) ** (1.0 / p)
+    return jnp.where(nonzero, scale * root, 0).astype(x.dtype)
 
 
 def _gaussian_window_weights(window: tuple[int, int], sigma: float) -> np.ndarray:

@@ -28,7 +28,9 @@ from jaxcnn.nn import (
     MaxPool,
     ReLU,
     ScaledTanh,
+    Sigmoid,
     Subsampling,
+    Tanh,
 )
 
 __all__ = ["LeNet5", "LeNet5Adaptive", "LeNet5Classic"]
@@ -109,7 +111,10 @@ class LeNet5Classic(nn.Module):
 
     C1 6@5x5 (28x28) -> S2 (14x14) -> C3 16@5x5 (10x10) -> S4 (5x5) ->
     C5 120@5x5 (1x1) -> F6 84 -> output ``num_classes``; every layer but the
-    output is followed by LeCun's ``1.7159 * tanh(2/3 * a)``.
+    output is followed by the ``activation``: LeCun's ``1.7159 * tanh(2/3 * a)``
+    (``"scaled_tanh"``, the paper and the default), the slides' ``"sigmoid"``
+    (their "sigmoid by default"), ``"tanh"`` or ``"relu"``. The activation
+    has no parameters, so the count below holds for every choice.
 
     Choices, where the paper leaves room or is not reproducible here:
       - S2/S4 are :class:`~jaxcnn.nn.Subsampling`: per map a trainable
@@ -131,21 +136,30 @@ class LeNet5Classic(nn.Module):
     num_classes: int = 10
     conv_impl: str = DEFAULT_CONV_IMPL
     dtype: Any = jnp.float32
+    activation: str = "scaled_tanh"
+
+    ACTIVATIONS: ClassVar[dict] = {"scaled_tanh": ScaledTanh, "sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
+        if self.activation not in self.ACTIVATIONS:
+            raise ValueError(
+                f"lenet5_classic: activation must be one of {', '.join(map(repr, self.ACTIVATIONS))}, "
+                f"got {self.activation!r}"
+            )
+        act = self.ACTIVATIONS[self.activation]
         x = Conv(6, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c1")(x)
-        x = ScaledTanh(name="c1_act")(x)
+        x = act(name="c1_act")(x)
         x = Subsampling(2, 2, dtype=self.dtype, name="s2")(x)
-        x = ScaledTanh(name="s2_act")(x)
+        x = act(name="s2_act")(x)
         x = ConnectionTableConv(LECUN_C3_TABLE, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c3")(x)
-        x = ScaledTanh(name="c3_act")(x)
+        x = act(name="c3_act")(x)
         x = Subsampling(2, 2, dtype=self.dtype, name="s4")(x)
-        x = ScaledTanh(name="s4_act")(x)
+        x = act(name="s4_act")(x)
         x = Conv(120, (5, 5), impl=self.conv_impl, dtype=self.dtype, name="c5")(x)
-        x = ScaledTanh(name="c5_act")(x)
+        x = act(name="c5_act")(x)
         x = Flatten(name="flatten")(x)
         x = Dense(84, dtype=self.dtype, name="f6")(x)
-        x = ScaledTanh(name="f6_act")(x)
+        x = act(name="f6_act")(x)
         return Dense(self.num_classes, dtype=self.dtype, name="output")(x)

@@ -29,6 +29,7 @@ __all__ = [
     "ResNet18",
     "ResNet34",
     "ResNet50",
+    "ResNet152",
     "ResNet20",
     "ResNet32",
     "ResNet44",
@@ -241,6 +242,7 @@ class CifarResNet(nn.Module):
 ResNet18 = partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)
 ResNet34 = partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock)
 ResNet50 = partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck)
+ResNet152 = partial(ResNet, stage_sizes=(3, 8, 36, 3), block_cls=Bottleneck)
 
 ResNet20 = partial(CifarResNet, depth=20)
 ResNet32 = partial(CifarResNet, depth=32)

@@ -1,7 +1,7 @@
 """VGG (Simonyan & Zisserman 2014): stacks of 3x3 convs, 2x2 max pools, three fc layers.
 
-``VGG11``/``VGG16`` are partials of :class:`VGG` with the paper's configurations
-A and D; a small ``stages``/``fc_features`` gives a tiny VGG for tests.
+``VGG11``/``VGG13``/``VGG16``/``VGG19`` are partials of :class:`VGG` with the
+paper's configurations A, B, D and E; a small ``stages``/``fc_features`` gives a tiny VGG for tests.
 
 ``conv_impl`` (every model here): the ``impl`` of each of its convolutions
 (default ``"auto"``, see :mod:`jaxcnn.functional.conv`).
@@ -22,11 +22,15 @@ from flax import linen as nn
 from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
 from jaxcnn.nn import Conv, Dense, Dropout, Flatten, MaxPool, ReLU
 
-__all__ = ["VGG", "VGG11", "VGG16", "VGG11_STAGES", "VGG16_STAGES"]
+__all__ = [
+    "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGG11_STAGES", "VGG13_STAGES", "VGG16_STAGES", "VGG19_STAGES",
+]
 
 # Output channels of each conv, per stage; every stage ends with a 2x2/2 max pool.
 VGG11_STAGES = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+VGG13_STAGES = ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512))
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+VGG19_STAGES = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
 
 
 class VGG(nn.Module):
@@ -67,4 +71,6 @@ class VGG(nn.Module):
 
 
 VGG11 = partial(VGG, stages=VGG11_STAGES)
+VGG13 = partial(VGG, stages=VGG13_STAGES)
 VGG16 = partial(VGG, stages=VGG16_STAGES)
+VGG19 = partial(VGG, stages=VGG19_STAGES)

@@ -60,20 +60,23 @@ class AvgPool(_WindowPool):
 
 
 class LpPool(_WindowPool):
-    """``(sum over window of x**p) ** (1/p)``: ``(N, H, W, C) -> (N, H', W', C)``, no padding.
+    """Lp pooling, :func:`jaxcnn.functional.pool.lp_pool2d`: ``(N, H, W, C) -> (N, H', W', C)``.
 
-    ``H' = floor((H - KH) / SH) + 1``.
+    ``form="mean"`` (default, the slides): ``(mean over window of |x|**p) ** (1/p)``,
+    ``p >= 1`` or ``inf`` (``p = 1`` average of ``|x|``, ``p = inf`` max of ``|x|``);
+    ``form="sum"``: PyTorch's ``LPPool2d``, ``(sum over window of x**p) ** (1/p)``.
+    ``H' = floor((H + top + bottom - KH) / SH) + 1``; padding is zeros.
     """
-
-    padding: ClassVar[int] = 0
 
     p: float
     window: int | Sequence[int]
     stride: int | Sequence[int]
+    padding: int | str | Sequence = 0
+    form: str = "mean"
 
     @nn.compact
     def __call__(self, x):
-        return pool_ops.lp_pool2d(x, self.p, self.window, self.stride)
+        return pool_ops.lp_pool2d(x, self.p, self.window, self.stride, self.padding, form=self.form)
 
 
 class GlobalAvgPool(nn.Module):

@@ -190,6 +190,34 @@ def multiply_adds(call: LayerCall, output: jax.ShapeDtypeStruct, kernel_shape) -
     return 0
 
 
+def connections(call: LayerCall, output: jax.ShapeDtypeStruct, macs: int, has_bias: bool) -> int:
+    """LeCun's connection count of one layer call, for ONE example (LeCun et al. 1998).
+
+    Every output unit counts its inputs plus one for a bias, so conv C1 of
+    LeNet-5 has ``(5*5 + 1) * 6 * 28 * 28 = 122,304`` and subsampling S2
+    ``(2*2 + 1) * 6 * 14 * 14 = 5,880``:
+
+      conv / local / dense: ``macs / N`` (output units times their inputs;
+        a connection-table conv counts only its connections) plus, with a
+        bias, one per output unit;
+      pool: output units times the window size (for an adaptive pool, its
+        largest bin; global pooling: the whole input), plus one per unit for
+        a pool with a ``bias`` parameter (LeNet's subsampling);
+      other kinds (activations, norms, flatten, dropout, blocks): 0.
+    """
+    if not output.shape:
+        return 0
+    batch = output.shape[0]
+    units = math.prod(output.shape) // batch
+    bias = units if has_bias else 0
+    if call.kind in ("conv", "local", "dense"):
+        return macs // batch + bias
+    if call.kind == "pool":
+        window, _, _ = window_geometry(call)
+        return units * math.prod(window) + bias
+    return 0
+
+
 def display_name(call: LayerCall) -> str:
     """Dotted module path of the call; the class name for the root module."""
     return ".".join(call.path) if call.path else type(call.module).__name__

@@ -23,6 +23,7 @@ from jax.ad_checkpoint import checkpoint_name
 from jaxcnn.summary.protocol import (
     FIELD_KINDS,
     LayerCall,
+    connections,
     display_name,
     multiply_adds,
     output_field,
@@ -74,6 +75,16 @@ class Row:
         one output unit per spatial dim (e.g. ``(5, 5)``), composed along the
         data flow (see :mod:`jaxcnn.summary.receptive_field`; where branches
         meet, the largest); None for other kinds.
+      connections: LeCun's connection count for ONE example (every output unit's
+        inputs plus its bias: LeNet-5's C1 has ``(5*5 + 1) * 6 * 28 * 28 =
+        122,304``), see :func:`jaxcnn.summary.protocol.connections`; 0 for
+        activations, norms and blocks themselves.
+      total_params, total_macs, total_connections: this row's ``params`` /
+        ``macs`` / ``connections`` plus those of every row nested inside it (the
+        rows after it whose module path extends its path): a block's totals
+        are its module's, e.g. one inception module of GoogLeNet; for other
+        rows equal to their own. Sum ``params``, not ``total_params``, over
+        rows to count each parameter once.
     """
 
     name: str
@@ -90,6 +101,10 @@ class Row:
     weight_shape: tuple[int, ...] | None
     macs: int
     receptive_field: tuple[int, ...] | None
+    connections: int = 0
+    total_params: int = 0
+    total_macs: int = 0
+    total_connections: int = 0
 
 
 def summarize(
@@ -248,6 +263,7 @@ def _rows(calls: list[LayerCall], params) -> list[Row]:
         param_shapes = {k: tuple(v.shape) for k, v in sorted(mine.items())}
         output = call.outputs[0] if call.outputs else jax.ShapeDtypeStruct((), jnp.float32)
         kernel_shape = param_shapes.get("kernel")
+        macs = multiply_adds(call, output, kernel_shape) if call.kind else 0
         rows.append(
             Row(
                 name=name,
@@ -264,15 +280,40 @@ def _rows(calls: list[LayerCall], params) -> list[Row]:
                 param_bytes=sum(math.prod(v.shape) * v.dtype.itemsize for v in mine.values()),
                 param_shapes=param_shapes,
                 weight_shape=kernel_shape,
-                macs=multiply_adds(call, output, kernel_shape) if call.kind else 0,
+                macs=macs,
                 receptive_field=(
                     call.output_field.size
                     if call.kind in FIELD_KINDS and call.output_field is not None
                     else None
                 ),
+                connections=connections(call, output, macs, "bias" in param_shapes) if call.kind else 0,
             )
         )
-    return rows
+    return _with_totals(rows, [c.path for c in row_calls])
+
+
+def _with_totals(rows: list[Row], paths: list[tuple[str, ...]]) -> list[Row]:
+    """``rows`` with ``total_*`` = own + every following row whose path extends this row's.
+
+    Calls are recorded in call order, so the layers of a block follow the
+    block's row contiguously (also for a repeated call of the block).
+    """
+    result = []
+    for i, (row, path) in enumerate(zip(rows, paths)):
+        nested = [row]
+        for other, other_path in zip(rows[i + 1:], paths[i + 1:]):
+            if len(other_path) <= len(path) or other_path[: len(path)] != path:
+                break
+            nested.append(other)
+        result.append(
+            dataclasses.replace(
+                row,
+                total_params=sum(r.params for r in nested),
+                total_macs=sum(r.macs for r in nested),
+                total_connections=sum(r.connections for r in nested),
+            )
+        )
+    return result
 
 
 def _owner(module_path: tuple[str, ...], first_call_at: dict) -> LayerCall:

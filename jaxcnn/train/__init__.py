@@ -14,6 +14,7 @@ Public API (see each module's docstrings):
                    sharded_eval_step
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning, CheckpointWriteError
+    batch_stats.py recompute_batch_stats, batch_moments (population batch-norm statistics)
 """
 from jaxcnn.train.optim import (
     OPTIMIZERS,
@@ -43,3 +44,4 @@ from jaxcnn.train.sharded import (
     sharded_train_step,
 )
 from jaxcnn.train.checkpoint import CheckpointWarning, Checkpointer, CheckpointWriteError
+from jaxcnn.train.batch_stats import batch_moments, recompute_batch_stats

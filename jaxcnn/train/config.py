@@ -25,6 +25,7 @@ from jaxcnn.functional.conv import DEFAULT_CONV_IMPL, IMPLS as CONV_IMPLS
 from jaxcnn.train.optim import OPTIMIZERS, SCHEDULES
 
 PARALLEL_MODES = ("pmap", "sharded")
+WEIGHT_DECAY_TARGETS = ("weights", "all")
 CONFIG_FILENAME = "config.json"
 # On a CPU-only machine `--devices N` simulates N host devices with this XLA flag.
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -77,6 +78,12 @@ class TrainConfig:
         ("warmup_cosine"); plateau_patience and plateau_factor ("plateau": lr *=
         plateau_factor once test accuracy has not improved for
         plateau_patience epochs, the AlexNet recipe).
+      weight_decay_on: "weights" (the conv/dense kernels only, as the slides'
+        ``R(W) = lambda sum W^2``; :func:`jaxcnn.functional.weight_mask`) or
+        "all" (also biases and batch-norm scales/shifts).
+      recompute_batch_stats: after the last epoch, replace the batch-norm
+        running averages by the population statistics over this many training
+        batches (:func:`jaxcnn.train.recompute_batch_stats`; 0: off).
 
     Execution
       seed: one integer for init, dropout, data order and augmentation.
@@ -123,6 +130,10 @@ class TrainConfig:
     nesterov: bool = _option(False, parse=bool, help="Nesterov momentum (sgd)")
     weight_decay: float = _option(0.0, parse=float, metavar="X",
                                   help="weight decay (L2; decoupled for adamw)")
+    weight_decay_on: str = _option(
+        "weights", choices=WEIGHT_DECAY_TARGETS,
+        help="which parameters weight decay applies to: weights (conv/dense kernels, the "
+        "slides' R(W)) or all (also biases and batch-norm parameters)")
     schedule: str = _option("cosine", choices=SCHEDULES, help="learning-rate schedule")
     decay_epochs: tuple[float, ...] = _option(
         (), parse=parse_float_list, metavar="E1,E2",
@@ -147,6 +158,11 @@ class TrainConfig:
         200, parse=int, flag="--checkpoint-every", metavar="STEPS",
         help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only)")
     keep_checkpoints: int = _option(3, parse=int, metavar="N", help="checkpoints to keep")
+    recompute_batch_stats: int = _option(
+        0, parse=int, metavar="BATCHES",
+        help="after training, recompute the batch-norm statistics as population estimates "
+        "(E[mu_B], m/(m-1) E[sigma_B^2]) over this many training batches, report the test "
+        "accuracy before/after and save them in the final checkpoint; 0: off")
 
     def __post_init__(self):
         # Normalise JSON-ish values (lists from config.json) before validating.
@@ -164,14 +180,14 @@ class TrainConfig:
         """Fields a resumed run may change: they do not alter the computation (up to the
         float reordering of another device count or conv implementation)."""
         return ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "conv_impl",
-                "checkpoint_every_steps", "keep_checkpoints")
+                "checkpoint_every_steps", "keep_checkpoints", "recompute_batch_stats")
 
     @property
     def model_and_optimizer_fields(self) -> tuple[str, ...]:
         """Fields that define the model and the optimizer (not the data or the devices)."""
         return ("model", "model_kwargs", "conv_impl", "epochs", "optimizer", "lr", "momentum",
-                "nesterov", "weight_decay", "schedule", "decay_epochs", "decay_factor",
-                "warmup_epochs", "plateau_patience", "plateau_factor")
+                "nesterov", "weight_decay", "weight_decay_on", "schedule", "decay_epochs",
+                "decay_factor", "warmup_epochs", "plateau_patience", "plateau_factor")
 
     def model_and_optimizer(self) -> TrainConfig:
         """This config with every field outside :attr:`model_and_optimizer_fields` at its default.
@@ -188,7 +204,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "devices", "keep_checkpoints",
                      "plateau_patience"):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("checkpoint_every_steps", "seed"):
+        for name in ("checkpoint_every_steps", "seed", "recompute_batch_stats"):
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("train_examples", "test_examples"):
             if getattr(self, name) is not None:
@@ -197,6 +213,7 @@ class TrainConfig:
         _require_choice("schedule", self.schedule, SCHEDULES)
         _require_choice("parallel", self.parallel, PARALLEL_MODES)
         _require_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        _require_choice("weight_decay_on", self.weight_decay_on, WEIGHT_DECAY_TARGETS)
         _require_number("lr", self.lr, low=0.0, low_inclusive=False)
         _require_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         _require_number("weight_decay", self.weight_decay, low=0.0)

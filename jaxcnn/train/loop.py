@@ -33,6 +33,7 @@ from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train import steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
 from jaxcnn.train.executors import OneDevice
 from jaxcnn.train.run_setup import build_state, load_datasets, setup_run
 
@@ -140,7 +141,23 @@ def train_and_evaluate(
             metrics_io.write_metrics(workdir, position.history)
             metrics_io.plot_curves(workdir, position.history)
             print(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
-    return dict(position.history[-1])
+        final = dict(position.history[-1])
+        if config.recompute_batch_stats and state.batch_stats:
+            final.update(_recompute_batch_stats(config, run.executor, device_state, runner,
+                                                position, workdir))
+    return final
+
+
+def _recompute_batch_stats(config, executor, device_state, runner, position, workdir) -> dict:
+    """``--recompute-batch-stats``: population statistics, before/after, into the final checkpoint."""
+    last = position.history[-1]
+    before = {"loss": last["test_loss"], "accuracy": last["test_accuracy"]}
+    host, report = recompute_after_training(config, executor.to_host(device_state), runner.train_set,
+                                            runner.test_set, runner.preprocess.eval, before, workdir)
+    runner.checkpointer.save(position.epoch, host, {
+        "position": dataclasses.asdict(position), "data_seed": config.seed})
+    return {"recomputed_test_loss": report["after"]["loss"],
+            "recomputed_test_accuracy": report["after"]["accuracy"]}
 
 
 def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[float, float]:
@@ -150,12 +167,8 @@ def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[flo
     what it holds. Returns Python floats ``(loss, accuracy)``.
     """
 
-    loss_sum = correct_sum = 0.0
-    for images, labels in data.batches(dataset, batch_size, shuffle=False):
-        metrics = executor.eval_step(state, preprocess.eval(images), labels)
-        loss_sum += _scalar(metrics["loss"]) * len(labels)
-        correct_sum += _scalar(metrics["accuracy"]) * len(labels)
-    return loss_sum / len(dataset), correct_sum / len(dataset)
+    metrics = evaluate_dataset(executor.eval_step, state, dataset, batch_size, preprocess.eval)
+    return metrics["loss"], metrics["accuracy"]
 
 
 def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dict:
@@ -235,8 +248,9 @@ class _EpochRunner:
                     self._save(state, position, step)
                 step_start = time.perf_counter()
 
-        test_loss, test_accuracy = evaluate(self.executor, state, self.test_set,
-                                            config.eval_batch_size, self.preprocess)
+        test = evaluate_dataset(self.executor.eval_step, state, self.test_set,
+                                config.eval_batch_size, self.preprocess.eval)
+        test_loss, test_accuracy = test["loss"], test["accuracy"]
         if self.plateau is not None:
             host = self.plateau.observe(self.executor.to_host(state), test_accuracy)
             state = self.executor.place(host)
@@ -249,6 +263,7 @@ class _EpochRunner:
             "test_accuracy": test_accuracy,
             "epoch_seconds": position.epoch_seconds,
             "images_per_second": position.images / max(position.train_seconds, 1e-9),
+            **({"test_top5_accuracy": test["top5_accuracy"]} if "top5_accuracy" in test else {}),
         }))
         self._save(state, position.next_epoch(), (epoch + 1) * self.steps_per_epoch)
         return state

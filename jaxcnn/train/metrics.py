@@ -1,6 +1,8 @@
 """Per-epoch metrics: ``metrics.jsonl`` (one JSON object per epoch) and ``curves.png``.
 
-A record has exactly the keys in :data:`RECORD_KEYS`::
+A record has exactly the keys in :data:`RECORD_KEYS`, plus those of
+:data:`OPTIONAL_RECORD_KEYS` it has (``test_top5_accuracy``: models with at
+least 10 classes)::
 
     {"epoch": 1, "train_loss": 0.21, "train_accuracy": 0.93, "test_loss": 0.06,
      "test_accuracy": 0.981, "epoch_seconds": 41.2, "images_per_second": 1530.0}
@@ -27,6 +29,8 @@ RECORD_KEYS = (
     "epoch_seconds",
     "images_per_second",
 )
+# Keys a record may have: top-5 accuracy on the test split, for >= 10 classes.
+OPTIONAL_RECORD_KEYS = ("test_top5_accuracy",)
 METRICS_FILENAME = "metrics.jsonl"
 CURVES_FILENAME = "curves.png"
 
@@ -34,13 +38,14 @@ CURVES_FILENAME = "curves.png"
 def check_record(record: Mapping) -> dict:
     """The record as a plain dict; ValueError when a key is missing or extra."""
     missing = [k for k in RECORD_KEYS if k not in record]
-    extra = sorted(set(record) - set(RECORD_KEYS))
+    extra = sorted(set(record) - set(RECORD_KEYS) - set(OPTIONAL_RECORD_KEYS))
     if missing or extra:
         raise ValueError(
-            f"a metrics record needs exactly the keys {list(RECORD_KEYS)}; "
-            f"missing {missing}, unexpected {extra}"
+            f"a metrics record needs exactly the keys {list(RECORD_KEYS)} (optionally "
+            f"{list(OPTIONAL_RECORD_KEYS)}); missing {missing}, unexpected {extra}"
         )
-    return {k: (int(record[k]) if k == "epoch" else float(record[k])) for k in RECORD_KEYS}
+    keys = RECORD_KEYS + tuple(k for k in OPTIONAL_RECORD_KEYS if k in record)
+    return {k: (int(record[k]) if k == "epoch" else float(record[k])) for k in keys}
 
 
 def write_metrics(workdir: str | Path, records: Sequence[Mapping]) -> Path:

@@ -50,6 +50,7 @@ def make_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     weight_decay: float = 0.0,
+    weight_decay_mask=None,
     plateau: Plateau | None = None,
 ) -> optax.GradientTransformation:
     """An Optax optimizer by name.
@@ -67,6 +68,11 @@ def make_optimizer(
         AlexNet and ResNet papers' "weight decay"). For ``adamw`` it is the
         decoupled decay ``w -= lr * wd * w`` (Loshchilov & Hutter, PyTorch's
         AdamW).
+      weight_decay_mask: which parameters decay: None (all of them), a bool
+        pytree like the params, or a callable ``params -> bool pytree``, e.g.
+        :func:`jaxcnn.functional.weight_mask` (only the ``kernel`` leaves: the
+        slides' ``R(W) = lambda sum W^2`` covers weights, not biases or
+        batch-norm parameters). Optax's ``mask=``.
       plateau: a :class:`Plateau`; when given, every update is multiplied by
         the plateau's current scale (1, then ``factor``, ``factor**2``, ...),
         which is exactly a learning-rate reduction for all four optimizers
@@ -102,7 +108,7 @@ def make_optimizer(
         raise ValueError(f"plateau must be a jaxcnn.train.Plateau or None, got {plateau!r}")
 
     if name == "adamw":
-        optimizer = optax.adamw(learning_rate, weight_decay=weight_decay)
+        optimizer = optax.adamw(learning_rate, weight_decay=weight_decay, mask=weight_decay_mask)
     else:
         if name == "sgd":
             optimizer = optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)
@@ -111,7 +117,7 @@ def make_optimizer(
         else:
             optimizer = optax.adadelta(learning_rate)
         if weight_decay:
-            optimizer = optax.chain(optax.add_decayed_weights(weight_decay), optimizer)
+            optimizer = optax.chain(optax.add_decayed_weights(weight_decay, mask=weight_decay_mask), optimizer)
     if plateau is not None:
         optimizer = optax.chain(optimizer, plateau.scale_updates())
     return optimizer

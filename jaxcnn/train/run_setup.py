@@ -21,6 +21,7 @@ from jaxcnn import data, models
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.executors import Executor, make_executor
 from jaxcnn.train.optim import Plateau, make_optimizer, make_schedule
+from jaxcnn.functional.regularization import weight_mask
 from jaxcnn.train.input_check import init_on_dataset_images
 from jaxcnn.train.state import TrainState, create_train_state
 
@@ -125,7 +126,8 @@ def _model_and_optimizer(config: TrainConfig, num_classes: int, steps_per_epoch:
     tx = make_optimizer(
         config.optimizer, schedule, momentum=config.momentum,
         nesterov=config.nesterov and config.optimizer == "sgd",
-        weight_decay=config.weight_decay, plateau=plateau)
+        weight_decay=config.weight_decay, plateau=plateau,
+        weight_decay_mask=weight_mask if config.weight_decay_on == "weights" else None)
     model = models.get(config.model, num_classes=num_classes, conv_impl=config.conv_impl,
                        **config.model_kwargs)
     return model, tx, plateau

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn.functional.losses import softmax_cross_entropy
+from jaxcnn.functional.losses import softmax_cross_entropy, top_k_accuracy
 from jaxcnn.train.state import TrainState
 from jaxcnn.train.xla_options import step_compiler_options
 
@@ -150,11 +150,17 @@ def train_step_body(
     return new_state, metrics
 
 
+# Evaluation reports top-5 accuracy for models with at least this many classes.
+TOP5_MIN_CLASSES = 10
+
+
 def eval_step_body(state: TrainState, images, labels, *, axis_name: str | None = None) -> dict:
     """The un-jitted evaluation shared by :func:`eval_step` and the multi-device steps."""
     check_batch(images, labels)
     logits = state.apply_fn(state.variables(), images, train=False)
     metrics = _metrics(logits, labels)
+    if logits.shape[-1] >= TOP5_MIN_CLASSES:
+        metrics["top5_accuracy"] = top_k_accuracy(logits, labels, 5)
     if axis_name is not None:
         metrics = lax.pmean(metrics, axis_name)
     return metrics
@@ -169,7 +175,9 @@ def eval_step(state: TrainState, images, labels) -> dict:
       labels: int (B,).
 
     Returns:
-      ``{"loss": float32[], "accuracy": float32[]}``, means over the batch. To
+      ``{"loss": float32[], "accuracy": float32[]}``, means over the batch,
+      and ``"top5_accuracy"`` (:func:`jaxcnn.functional.top_k_accuracy`, k = 5)
+      when the model has at least ``TOP5_MIN_CLASSES`` = 10 classes. To
       average over a dataset with a smaller last batch, weight each batch by
       its size.
     """

@@ -140,3 +140,25 @@ def test_usable_as_flax_kernel_init():
     # Flax passed the HWIO shape, so the fan-in is 3*2*64.
     n = params["kernel"].size
     assert abs(float(params["kernel"].std()) / math.sqrt(2 / 384) - 1) < 5 / math.sqrt(2 * n)
+
+
+@pytest.mark.parametrize("name", ["he_normal", "he_uniform"])
+def test_he_fan_out_mode_uses_the_number_of_outputs(name):
+    """Slide "Weight initialization": He with n = number of outputs (fan-out), vs torch.nn.init's fans."""
+    torch = pytest.importorskip("torch")
+    shape = (3, 3, 64, 16)  # HWIO: fan_in = 576, fan_out = 144, so the two modes differ by 2x in std
+    _, torch_fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(16, 64, 3, 3))  # OIHW
+    assert init.fan_in_fan_out(shape)[1] == torch_fan_out == 144
+    key = jax.random.key(3)
+    fan_out_draw = np.asarray(getattr(init, name)(key, shape, mode="fan_out"), np.float64).ravel()
+    fan_in_draw = np.asarray(getattr(init, name)(key, shape), np.float64).ravel()
+    std = math.sqrt(2 / 144)  # torch: kaiming_*_(mode="fan_out") has gain sqrt(2) / sqrt(fan_out)
+    n = fan_out_draw.size
+    assert abs(fan_out_draw.std() / std - 1) < 5 / math.sqrt(2 * n)
+    # Same key, same underlying draw: fan_out is the fan_in draw scaled by sqrt(fan_in / fan_out) = 2.
+    np.testing.assert_allclose(fan_out_draw, 2 * fan_in_draw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(getattr(init, name)(key, shape, mode="fan_in"), getattr(init, name)(key, shape))
+    if name == "he_uniform":
+        assert np.abs(fan_out_draw).max() <= math.sqrt(6 / 144)
+    with pytest.raises(ValueError, match='mode must be "fan_in".*"fan_out".*fan_avg'):
+        getattr(init, name)(key, shape, mode="fan_avg")

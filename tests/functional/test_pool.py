@@ -104,7 +104,72 @@ def test_lp_pool_matches_loop_reference(shape, window, stride, p):
     x = RNG.uniform(0.1, 2.0, size=shape).astype(np.float32)
     win, st = _geometry(shape, window, stride)
     expected = loop_pool(x, win, st, ((0, 0), (0, 0)), "lp", p=p)
-    np.testing.assert_allclose(pool.lp_pool2d(x, p, window, stride), expected, rtol=1e-5)
+    np.testing.assert_allclose(pool.lp_pool2d(x, p, window, stride, form="sum"), expected, rtol=1e-5)
+
+
+def _lp_mean_loop(x, window, stride, pads, p):
+    """The slides' power mean of |x| per window, by loops in float64 (padding: zeros, counted)."""
+    n_, h, w, c_ = x.shape
+    (kh, kw), (sh, sw) = window, stride
+    (top, bottom), (left, right) = pads
+    padded = np.zeros((n_, h + top + bottom, w + left + right, c_), np.float64)
+    padded[:, top : top + h, left : left + w, :] = np.abs(x)
+    out = np.zeros((n_, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1, c_))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            patch = padded[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :]
+            out[:, i, j, :] = patch.max(axis=(1, 2)) if np.isinf(p) else (patch**p).mean(axis=(1, 2)) ** (1 / p)
+    return out
+
+
+@pytest.mark.parametrize("p", [1, 2, 3.5, 9, float("inf")])
+@pytest.mark.parametrize("shape,window,stride,padding", GEOMETRIES[:3])
+def test_lp_pool_mean_form_matches_loop_reference_on_signed_inputs(shape, window, stride, padding, p):
+    x = RNG.normal(size=shape).astype(np.float32)
+    win, st = _geometry(shape, window, stride)
+    pads = _pads(padding, shape[1:3], win, st)
+    np.testing.assert_allclose(
+        pool.lp_pool2d(x, p, window, stride, padding), _lp_mean_loop(x, win, st, pads, p), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_lp_pool_mean_form_is_average_at_1_max_at_inf_and_sum_form_is_torchs():
+    """The slides: "L_p norm; P = 1 -> average, P = inf -> max" (CS231n's 4x4 pooling example)."""
+    x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], np.float32)[None, :, :, None]
+    np.testing.assert_allclose(pool.lp_pool2d(x, 1, 2)[0, :, :, 0], [[3.25, 5.25], [2, 2]])
+    np.testing.assert_array_equal(pool.lp_pool2d(x, float("inf"), 2)[0, :, :, 0], [[6, 8], [3, 4]])
+    np.testing.assert_array_equal(pool.lp_pool2d(-x, float("inf"), 2), pool.max_pool2d(x, 2))
+    np.testing.assert_allclose(pool.lp_pool2d(-x, 1, 2), pool.avg_pool2d(x, 2), rtol=1e-6)
+    # PyTorch's sum form: 4x the average at p = 1.
+    np.testing.assert_array_equal(pool.lp_pool2d(x, 1, 2, form="sum")[0, :, :, 0], [[13, 21], [8, 8]])
+    # The mean increases with p towards the max; p = 64 and 1000 stay finite (the sum form overflows at 64).
+    values = [np.asarray(pool.lp_pool2d(x, p, 2)) for p in (1, 2, 4, 16, 64, 1000)]
+    assert all(np.all(a < b) for a, b in zip(values, values[1:]))
+    assert not np.all(np.isfinite(pool.lp_pool2d(x, 64, 2, form="sum")))
+    # (mean of 4 values ** 64) ** (1/64) >= max / 4 ** (1/64), by hand for the window [1, 1, 5, 6]:
+    np.testing.assert_allclose(values[4][0, 0, 0, 0], ((1 + 1 + 5.0**64 + 6.0**64) / 4) ** (1 / 64), rtol=1e-6)
+    np.testing.assert_allclose(values[5], pool.max_pool2d(x, 2), rtol=2e-3)
+    # Non-negative input: the sum form is (KH*KW) ** (1/p) times the mean form.
+    np.testing.assert_allclose(pool.lp_pool2d(x, 3, 2, form="sum"), 4 ** (1 / 3) * pool.lp_pool2d(x, 3, 2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3.5, 64, float("inf")])
+def test_lp_pool_mean_form_gradients_are_finite_on_zeros_and_negatives(p):
+    """Negative inputs never give NaN (|x|), an all-zero window has gradient 0, and large p does not overflow."""
+    x = np.array([[0, 0, -1, 2], [0, 0, 3, -4], [-5, 0, 0, 0], [0, 0.5, 0, 0]], np.float32)[None, :, :, None]
+    y, vjp = jax.vjp(lambda v: pool.lp_pool2d(v, p, 2), jnp.asarray(x))
+    (grad,) = vjp(jnp.ones_like(y))
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[0, :2, :2, 0], 0)  # the all-zero window
+    assert float(y[0, 0, 0, 0]) == 0.0
+    # By hand: window [-5, 0, 0, 0.5]: d/dx_i (mean |x|^p)^(1/p) = (mean)^(1/p - 1) |x_i|^(p-1) sign(x_i) / 4.
+    window = np.array([-5, 0, 0, 0.5])
+    if np.isinf(p):
+        expected = np.array([-1, 0, 0, 0])
+    else:
+        mean = np.mean(np.abs(window) ** p)
+        expected = mean ** (1 / p - 1) * np.abs(window) ** (p - 1) * np.sign(window) / 4
+    np.testing.assert_allclose(grad[0, 2:, :2, 0].reshape(-1), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_max_pools_of_integers_stay_integers():
@@ -197,11 +262,12 @@ def test_avg_pool_gradient_is_uniform_share_of_each_window():
         functools.partial(pool.max_pool2d, window=(3, 2), stride=(2, 1), padding=1),
         functools.partial(pool.avg_pool2d, window=2, stride=1, padding="SAME"),
         functools.partial(pool.avg_pool2d, window=3, stride=2, padding=1, count_include_pad=False),
-        functools.partial(pool.lp_pool2d, p=2, window=(2, 3)),
+        functools.partial(pool.lp_pool2d, p=2, window=(2, 3), form="sum"),
+        functools.partial(pool.lp_pool2d, p=3.5, window=(2, 3), stride=1, padding=1),
         pool.global_avg_pool,
         pool.global_max_pool,
     ],
-    ids=["max", "avg_same", "avg_exclude_pad", "lp2", "global_avg", "global_max"],
+    ids=["max", "avg_same", "avg_exclude_pad", "lp2_sum", "lp3.5_mean", "global_avg", "global_max"],
 )
 def test_grads_numerically_and_jit_matches_eager(op):
     # Well-separated values so finite differences never cross a max tie; positive for lp.
@@ -217,6 +283,7 @@ def test_bf16_pooling_keeps_dtype_and_accumulates_accurately():
         lambda v: pool.max_pool2d(v, 2),
         lambda v: pool.avg_pool2d(v, 4),
         lambda v: pool.lp_pool2d(v, 2, 2),
+        lambda v: pool.lp_pool2d(v, 2, 2, form="sum"),
         pool.global_avg_pool,
         pool.global_max_pool,
     ):
@@ -277,7 +344,7 @@ def test_lp_pool_matches_torch(p):
     torch = pytest.importorskip("torch")
     x = RNG.uniform(0.1, 2.0, size=(2, 6, 7, 2)).astype(np.float32)
     _compare_with_torch(
-        lambda v: pool.lp_pool2d(v, p, (2, 3), (2, 2)),
+        lambda v: pool.lp_pool2d(v, p, (2, 3), (2, 2), form="sum"),
         lambda t: torch.nn.functional.lp_pool2d(t, p, (2, 3), (2, 2)), x,
     )
 
@@ -315,8 +382,11 @@ X = np.zeros((1, 4, 4, 2), np.float32)
         (lambda: pool.avg_pool2d(X, 3, padding=((0, 3), (0, 0))), "smaller than the window"),
         (lambda: pool.max_pool2d(X[0], 2), "expected NHWC"),
         (lambda: pool.avg_pool2d(X, 2, count_include_pad=1), "count_include_pad must be a bool"),
-        (lambda: pool.lp_pool2d(X, 0, 2), "p must be a positive finite number"),
-        (lambda: pool.lp_pool2d(X, float("inf"), 2), "max_pool2d"),
+        (lambda: pool.lp_pool2d(X, 0, 2, form="sum"), "p must be a positive finite number"),
+        (lambda: pool.lp_pool2d(X, float("inf"), 2, form="sum"), "max_pool2d"),
+        (lambda: pool.lp_pool2d(X, 0.5, 2), r"p must be a number >= 1 or float\("),
+        (lambda: pool.lp_pool2d(X, float("nan"), 2), "p must be a number >= 1"),
+        (lambda: pool.lp_pool2d(X, 2, 2, form="torch"), 'form must be "mean"'),
         (lambda: pool.lp_pool2d(X, 2, 5), "window"),
         (lambda: pool.global_avg_pool(X[0, 0]), "expected NLC, NHWC or NDHWC"),
         (lambda: pool.global_max_pool(np.zeros((2, 0, 3))), "non-empty"),

@@ -12,6 +12,7 @@ EXPECTED_NAMES = [
     "lenet5_adaptive",
     "lenet5_classic",
     "resnet110",
+    "resnet152",
     "resnet18",
     "resnet20",
     "resnet32",
@@ -20,7 +21,9 @@ EXPECTED_NAMES = [
     "resnet50",
     "resnet56",
     "vgg11",
+    "vgg13",
     "vgg16",
+    "vgg19",
 ]
 
 
@@ -29,7 +32,7 @@ def test_names_lists_every_model_sorted():
 
 
 def test_unknown_name_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: alexnet, googlenet, .*vgg16"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: alexnet, googlenet, .*vgg19"):
         models.get("resnet19")
 
 

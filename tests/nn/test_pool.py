@@ -66,3 +66,15 @@ def test_pool_errors_come_from_the_functional_checks():
         MaxPool(2, 2).apply({}, jnp.ones((4, 4, 3)))
     with pytest.raises(ValueError, match="larger than the padded input"):
         AvgPool(8, 1).apply({}, X)
+
+
+def test_lp_pool_module_passes_padding_and_form_through():
+    x = np.random.default_rng(3).normal(size=(1, 5, 5, 2)).astype(np.float32)
+    variables = {}
+    for form in ("mean", "sum"):
+        module = LpPool(3.0, 2, 2, padding=1, form=form) if form == "mean" else LpPool(3.0, 2, 2, form="sum")
+        expected = (pool_ops.lp_pool2d(x, 3.0, 2, 2, 1) if form == "mean"
+                    else pool_ops.lp_pool2d(np.abs(x), 3.0, 2, 2, form="sum"))
+        got = module.apply(variables, x if form == "mean" else np.abs(x))
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert LpPool(1.0, 2, 2).form == "mean"

@@ -85,18 +85,20 @@ def test_lenet5_table_row_by_row(lenet5_rows):
 
 def test_format_table_lenet5(lenet5_rows):
     lines = format_table(lenet5_rows).splitlines()
-    assert lines[0] == "batch 1: activations and MACs are for the whole batch"
+    assert lines[0] == "batch 1: activations and MACs are for the whole batch, connections for one example"
     assert lines[1].split() == [
-        "layer", "kind", "output", "weights", "activations", "params", "MACs", "RF"
+        "layer", "kind", "output", "weights", "activations", "params", "MACs", "connections", "RF"
     ]
     cells = {line.split()[0]: line.split() for line in lines[2:] if line and line[0] != "-"}
-    assert cells["input"] == ["input", "input", "28x28x1", "-", "784", "0", "0", "-"]
-    assert cells["conv1"] == ["conv1", "conv", "28x28x20", "5x5x1x20", "15,680", "520", "392,000", "5"]
-    assert cells["pool2"] == ["pool2", "pool", "7x7x50", "-", "2,450", "0", "0", "16"]
-    assert cells["fc3"] == ["fc3", "dense", "500", "2450x500", "500", "1,225,500", "1,225,000", "-"]
+    assert cells["input"] == ["input", "input", "28x28x1", "-", "784", "0", "0", "0", "-"]
+    # Connections (LeCun's count): every output unit's inputs plus its bias; 28*28*20*(25 + 1).
+    assert cells["conv1"] == ["conv1", "conv", "28x28x20", "5x5x1x20", "15,680", "520", "392,000", "407,680", "5"]
+    assert cells["pool2"] == ["pool2", "pool", "7x7x50", "-", "2,450", "0", "0", "9,800", "16"]
+    assert cells["fc3"] == ["fc3", "dense", "500", "2450x500", "500", "1,225,500", "1,225,000", "1,225,500", "-"]
     # Totals: activations of input + conv/pool/dense outputs (not relu, flatten).
     activations = 784 + 15_680 + 3_920 + 9_800 + 2_450 + 500 + 10
-    assert cells["total"] == ["total", f"{activations:,}", "1,256,080", "6,522,000"]
+    connections = 407_680 + 14 * 14 * 20 * 4 + 14 * 14 * 50 * (25 * 20 + 1) + 9_800 + 1_225_500 + 5_010
+    assert cells["total"] == ["total", f"{activations:,}", "1,256,080", "6,522,000", f"{connections:,}"]
     assert "params: 1,256,080 (5.02 MB)" in lines
     assert "multiply-adds: 6,522,000" in lines
 

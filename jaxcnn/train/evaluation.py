@@ -1,0 +1,81 @@
+"""Evaluation over a whole dataset, and the post-training batch-norm recomputation of a run.
+
+Kept apart from the epoch loop: :func:`evaluate_dataset` averages whatever
+metrics an eval step returns (loss, accuracy, and top-5 accuracy for models
+with >= 10 classes), and :func:`recompute_after_training` is what
+``jaxcnn train --recompute-batch-stats N`` runs after the last epoch.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from jaxcnn import data
+from jaxcnn.train import steps
+from jaxcnn.train.batch_stats import recompute_batch_stats
+
+__all__ = ["evaluate_dataset", "recompute_after_training", "RECOMPUTE_FILENAME"]
+
+RECOMPUTE_FILENAME = "batch_stats_recomputed.json"
+
+
+def evaluate_dataset(eval_step: Callable, state, dataset, batch_size: int, preprocess_eval: Callable) -> dict:
+    """Means over all of ``dataset`` (no example dropped) of every metric ``eval_step`` returns.
+
+    Args:
+      eval_step: ``(state, images, labels) -> {name: scalar}``, e.g.
+        :func:`jaxcnn.train.eval_step` or an executor's.
+      state: the state ``eval_step`` takes.
+      dataset: an :class:`jaxcnn.data.ArrayDataset`.
+      batch_size: evaluation batch size.
+      preprocess_eval: ``uint8 images -> float32 model input``.
+
+    Returns:
+      ``{"loss": ..., "accuracy": ..., ["top5_accuracy": ...]}`` as Python floats;
+      batch means are weighted by batch size, so a final partial batch counts
+      for what it holds.
+    """
+    sums: dict[str, float] = {}
+    for images, labels in data.batches(dataset, batch_size, shuffle=False):
+        metrics = eval_step(state, preprocess_eval(images), labels)
+        for name, value in metrics.items():
+            # pmap returns one copy per device; the copies are equal after pmean.
+            sums[name] = sums.get(name, 0.0) + float(np.asarray(value).reshape(-1)[0]) * len(labels)
+    return {name: total / len(dataset) for name, total in sums.items()}
+
+
+def recompute_after_training(config, state, train_set, test_set, preprocess_eval: Callable,
+                             before: dict, workdir: str | Path):
+    """Population batch-norm statistics over ``config.recompute_batch_stats`` training batches.
+
+    The batches are the first ones of the run's data order for epoch
+    ``config.epochs`` (a pass the training never made), ``config.batch_size``
+    each, with the evaluation preprocessing (no augmentation). Evaluates the
+    new state on ``test_set``, prints before/after and writes both to
+    ``<workdir>/batch_stats_recomputed.json``.
+
+    Args:
+      config: the run's :class:`jaxcnn.train.config.TrainConfig`.
+      state: the trained single-device (host) state; its model has batch norm.
+      before: the test metrics of ``state`` (``{"loss", "accuracy", ...}``).
+
+    Returns:
+      ``(new_state, report)`` with ``report = {"batches", "before", "after"}``.
+    """
+    batches = data.batches(train_set, config.batch_size, seed=config.seed, epoch=config.epochs,
+                           shuffle=True, drop_remainder=True)
+    images = (preprocess_eval(images) for images, _ in itertools.islice(batches, config.recompute_batch_stats))
+    new_state = recompute_batch_stats(state, images)
+    after = evaluate_dataset(steps.eval_step, new_state, test_set, config.eval_batch_size, preprocess_eval)
+    count = min(config.recompute_batch_stats, data.num_batches(len(train_set), config.batch_size,
+                                                                drop_remainder=True))
+    report = {"batches": count, "before": dict(before), "after": after}
+    Path(workdir, RECOMPUTE_FILENAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"batch-norm statistics recomputed over {count} training batches: test accuracy "
+          f"{100 * before['accuracy']:.2f}% -> {100 * after['accuracy']:.2f}% "
+          f"(loss {before['loss']:.4f} -> {after['loss']:.4f})", flush=True)
+    return new_state, report
