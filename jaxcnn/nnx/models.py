@@ -82,7 +82,7 @@ def _assign(variables, values, path: str = "") -> None:
         if isinstance(variable, Mapping):
             _assign(variable, value, f"{path}/{key}")
         else:
-            variable.value = value
+            variable[...] = value
 
 
 def _structure(tree) -> Any:
