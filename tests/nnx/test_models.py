@@ -6,7 +6,9 @@ Every registered model is checked by shape evaluation at its registry input
 compared on a batch of 2 for one model of each class -- LeNet-5 (3 variants),
 AlexNet, VGG, GoogLeNet, ImageNet ResNet, CIFAR ResNet -- the big ones built
 for a small input (32x32, AlexNet 67x67) to keep this module fast; vgg16,
-resnet34/50 and resnet32-110 are the same classes at other depths.
+resnet34/50 and resnet32-110 are the same classes at other depths. GoogLeNet
+and ResNet-18 are marked slow (compiling both front ends' gradients takes
+30-50 s of CPU each): ``-m "not slow"`` runs the rest in about a minute.
 """
 import jax
 import jax.numpy as jnp
@@ -60,10 +62,10 @@ NUMERIC = [
     ("lenet5_classic", None),
     ("lenet5_adaptive", (20, 24, 1)),
     ("resnet20", (8, 8, 3)),
-    ("resnet18", (32, 32, 3)),
+    pytest.param("resnet18", (32, 32, 3), marks=pytest.mark.slow),
     ("alexnet", (67, 67, 3)),
     ("vgg11", (32, 32, 3)),
-    ("googlenet", (32, 32, 3)),
+    pytest.param("googlenet", (32, 32, 3), marks=pytest.mark.slow),
 ]
 
 
