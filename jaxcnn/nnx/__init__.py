@@ -12,3 +12,15 @@ from jaxcnn.nnx import models
 from jaxcnn.nnx.checkpoint import NNXCheckpointer
 from jaxcnn.nnx.models import from_linen_variables, to_linen_variables
 from jaxcnn.nnx.training import eval_step, replicate, sharded_eval_step, sharded_train_step, train_step
+from jaxcnn.nnx.layers import (
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    LocalResponseNorm,
+    MaxPool,
+    ReLU,
+)
