@@ -18,7 +18,7 @@ NOTEBOOKS = sorted(COLAB.glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert [path.name for path in NOTEBOOKS] == ["01_functional_tour.ipynb", "02_train_lenet5.ipynb"]
+    assert [path.name for path in NOTEBOOKS] == ["01_functional_tour.ipynb", "02_train_lenet5.ipynb", "09_nnx_lenet5.ipynb"]
 
 
 @pytest.mark.slow
