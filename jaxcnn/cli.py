@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxcnn.train.config import OPTIMIZERS, PARALLEL_MODES, SCHEDULES, TrainConfig, \
+from jaxcnn.train.config import APIS, OPTIMIZERS, PARALLEL_MODES, SCHEDULES, TrainConfig, \
     default_workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--parallel", choices=PARALLEL_MODES,
         help=f"multi-device strategy: pmap, or jit over a sharded device mesh; "
         f"{_default('parallel')}")
+    add("--api", choices=APIS,
+        help="Flax front end that runs the steps: linen, or nnx (the same model as an NNX "
+        f"module, jaxcnn.nnx); same metrics and checkpoints; {_default('api')}")
     add("--checkpoint-every", dest="checkpoint_every_steps", type=int, metavar="STEPS",
         help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only); "
         f"{_default('checkpoint_every_steps')}")
@@ -125,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true",
         help="continue the run in --workdir (default: runs/<model>_<dataset>) from its latest "
         "checkpoint with its saved config.json; flags given here override it, but only "
-        "--epochs, --data-dir, --eval-batch-size, --devices, --parallel, --checkpoint-every "
+        "--epochs, --data-dir, --eval-batch-size, --devices, --parallel, --api, --checkpoint-every "
         "and --keep-checkpoints may change")
     add("--no-progress", dest="no_progress", action="store_true",
         help="no progress bar (one summary line per epoch only)")

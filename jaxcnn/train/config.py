@@ -20,6 +20,8 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "plateau")
 PARALLEL_MODES = ("pmap", "sharded")
+# Which Flax front end runs the steps: linen (jaxcnn.train) or NNX (jaxcnn.nnx).
+APIS = ("linen", "nnx")
 CONFIG_FILENAME = "config.json"
 
 
@@ -56,6 +58,9 @@ class TrainConfig:
       devices: 1 trains with ``jax.jit`` on one device; N > 1 is data parallel
         over N devices with ``parallel`` = "pmap" or "sharded" (jit over a
         device Mesh); batch_size must be divisible by devices.
+      api: "linen" (the steps of :mod:`jaxcnn.train`) or "nnx" (the same model
+        as an NNX module, stepped by :mod:`jaxcnn.nnx`; same metrics and
+        checkpoints, so a run may resume with the other api).
       checkpoint_every_steps: also checkpoint every this many steps inside an
         epoch (0: only at epoch ends), so a killed run loses little;
         keep_checkpoints: how many checkpoints to keep.
@@ -87,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     devices: int = 1
     parallel: str = "sharded"
+    api: str = "linen"
     checkpoint_every_steps: int = 200
     keep_checkpoints: int = 3
 
@@ -109,6 +115,7 @@ class TrainConfig:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("schedule", self.schedule, SCHEDULES)
         _require_choice("parallel", self.parallel, PARALLEL_MODES)
+        _require_choice("api", self.api, APIS)
         _require_number("lr", self.lr, low=0.0, low_inclusive=False)
         _require_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         _require_number("weight_decay", self.weight_decay, low=0.0)

@@ -48,7 +48,7 @@ DEFAULT_AUGMENTATION = (2, False)
 AUGMENTED_BY_DEFAULT = ("cifar10", "mnist", "fashion_mnist")
 # Config fields a resumed run may change (they do not alter the computation
 # up to the float reordering of a different device count).
-RESUME_CHANGEABLE = ("epochs", "data_dir", "eval_batch_size", "devices", "parallel",
+RESUME_CHANGEABLE = ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "api",
                      "checkpoint_every_steps", "keep_checkpoints")
 
 
@@ -121,7 +121,8 @@ def train_and_evaluate(
             f"batch_size ({config.batch_size}) is larger than the training set "
             f"({len(train_set)} images); use a smaller batch size"
         )
-    executor = make_executor(config, num_classes=train_set.num_classes)
+    executor = make_executor(config, num_classes=train_set.num_classes,
+                             image_shape=train_set.image_shape)
     state, plateau = build_state(config, train_set.num_classes, train_set.image_shape,
                                  steps_per_epoch)
     config.save(workdir)
@@ -367,16 +368,31 @@ def _postfix(position: Position) -> dict:
 
 
 # ------------------------------------------------------------------ devices
-def make_executor(config: TrainConfig, *, num_classes: int):
+def make_executor(config: TrainConfig, *, num_classes: int, image_shape=None):
     """How steps run: one device (jit), or ``config.devices`` devices with pmap or a mesh.
 
     Every executor has ``place(state)`` (single-device state -> its device
     layout), ``to_host(state)`` (back to one device, for saving and the
     plateau), ``train_step`` / ``eval_step`` taking global NHWC batches, and a
-    ``description``.
+    ``description``. ``config.api == "nnx"`` gives :class:`jaxcnn.nnx.executor.NNXExecutor`
+    (the NNX model built for ``image_shape``, the dataset's ``(H, W, C)``).
     """
+    if config.api == "nnx":
+        from jaxcnn.nnx.executor import NNXExecutor  # the NNX front end sits on top of train
+
+        if image_shape is None:
+            raise ValueError("api 'nnx' builds the model for the dataset's image_shape; pass it")
+        _check_device_count(config)
+        return NNXExecutor(config, num_classes, image_shape)
     if config.devices == 1:
         return _OneDevice()
+    _check_device_count(config)
+    if config.parallel == "pmap":
+        return _Pmap(config, num_classes)
+    return _Sharded(config.devices)
+
+
+def _check_device_count(config: TrainConfig) -> None:
     available = jax.device_count()
     if config.devices > available:
         raise ValueError(
@@ -384,9 +400,6 @@ def make_executor(config: TrainConfig, *, num_classes: int):
             f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} (the jaxcnn "
             "command does that itself) or use fewer devices"
         )
-    if config.parallel == "pmap":
-        return _Pmap(config, num_classes)
-    return _Sharded(config.devices)
 
 
 class _OneDevice:
