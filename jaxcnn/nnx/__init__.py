@@ -13,6 +13,9 @@ from jaxcnn.nnx.checkpoint import NNXCheckpointer
 from jaxcnn.nnx.models import from_linen_variables, to_linen_variables
 from jaxcnn.nnx.training import eval_step, replicate, sharded_eval_step, sharded_train_step, train_step
 from jaxcnn.nnx.layers import (
+    ELU,
+    AdaptiveAvgPool,
+    AdaptiveMaxPool,
     AvgPool,
     BatchNorm,
     Conv,
@@ -20,7 +23,18 @@ from jaxcnn.nnx.layers import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    GlobalMaxPool,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    LeakyReLU,
     LocalResponseNorm,
+    LpPool,
+    Maxout,
     MaxPool,
     ReLU,
+    ScaledTanh,
+    Sigmoid,
+    Subsampling,
+    Tanh,
 )

@@ -32,24 +32,16 @@ from flax import nnx
 
 from jaxcnn.functional import activations as act_ops
 from jaxcnn.functional import conv as conv_ops
-from jaxcnn.functional import norm as norm_ops
-from jaxcnn.functional import pool as pool_ops
 from jaxcnn.functional._checks import ACTIVATION_LAYOUTS, as_tuple
 from jaxcnn.functional.batch_norm import batch_norm
 from jaxcnn.functional.init import he_normal, lecun_normal, ones, zeros
 from jaxcnn.nn.conv import _check_groups, resolve_impl
 
 __all__ = [
-    "Conv",
-    "Dense",
-    "Flatten",
-    "BatchNorm",
-    "Dropout",
-    "MaxPool",
-    "AvgPool",
-    "GlobalAvgPool",
-    "LocalResponseNorm",
-    "ReLU",
+    "Conv", "Dense", "Flatten", "BatchNorm", "Dropout",
+    "MaxPool", "AvgPool", "LpPool", "GlobalAvgPool", "GlobalMaxPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
+    "Subsampling", "GroupNorm", "LayerNorm", "InstanceNorm", "LocalResponseNorm",
+    "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "ScaledTanh", "Maxout",
 ]
 
 _CONV_BY_NDIM = {1: conv_ops.conv1d, 2: conv_ops.conv2d, 3: conv_ops.conv3d}
@@ -278,58 +270,17 @@ class Dropout(nnx.Module):
         return act_ops.dropout(x, self.rate, key=key, train=train)
 
 
-class MaxPool(nnx.Module):
-    """Max over each window: ``(N, H, W, C) -> (N, H', W', C)``; stride defaults to the window."""
-
-    summary_kind: ClassVar[str] = "pool"
-    dilation: ClassVar[int] = 1
-
-    def __init__(self, window, stride=None, padding=0):
-        self.window, self.stride, self.padding = window, stride, padding
-
-    def __call__(self, x):
-        return pool_ops.max_pool2d(x, self.window, self.stride, self.padding)
-
-
-class AvgPool(nnx.Module):
-    """Mean over each window: ``(N, H, W, C) -> (N, H', W', C)``; ``count_include_pad`` as in PyTorch."""
-
-    summary_kind: ClassVar[str] = "pool"
-    dilation: ClassVar[int] = 1
-
-    def __init__(self, window, stride=None, padding=0, count_include_pad: bool = True):
-        self.window, self.stride, self.padding = window, stride, padding
-        self.count_include_pad = count_include_pad
-
-    def __call__(self, x):
-        return pool_ops.avg_pool2d(x, self.window, self.stride, self.padding, self.count_include_pad)
-
-
-class GlobalAvgPool(nnx.Module):
-    """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``."""
-
-    summary_kind: ClassVar[str] = "pool"
-
-    def __call__(self, x):
-        return pool_ops.global_avg_pool(x)
-
-
-class LocalResponseNorm(nnx.Module):
-    """LRN across ``size`` channels, PyTorch's convention (see :class:`jaxcnn.nn.LocalResponseNorm`)."""
-
-    summary_kind: ClassVar[str] = "norm"
-
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-
-    def __call__(self, x):
-        return norm_ops.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
-
-
-class ReLU(nnx.Module):
-    """``max(x, 0)`` elementwise; shape kept."""
-
-    summary_kind: ClassVar[str] = "activation"
-
-    def __call__(self, x):
-        return act_ops.relu(x)
+# The parameter-free layers and the other norms live in their own files;
+# jaxcnn.nnx.layers is the namespace of every layer.
+from jaxcnn.nnx.activation import ELU, LeakyReLU, Maxout, ReLU, ScaledTanh, Sigmoid, Tanh  # noqa: E402
+from jaxcnn.nnx.norm import GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm  # noqa: E402
+from jaxcnn.nnx.pool import (  # noqa: E402
+    AdaptiveAvgPool,
+    AdaptiveMaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    LpPool,
+    MaxPool,
+    Subsampling,
+)

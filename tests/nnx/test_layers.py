@@ -181,3 +181,52 @@ def test_a_model_of_layers_trains_with_nnx_optimizer_under_nnx_jit():
     model.eval()
     assert model.drop.deterministic and model.bn.use_running_average
     np.testing.assert_array_equal(model(x), model(x))
+
+
+# (NNX layer, the linen layer, its linen params from the NNX layer's): the linen
+# layers are tested against NumPy/PyTorch references in tests/nn.
+PARAMETER_FREE = [
+    (lambda: L.LeakyReLU(0.2), linen_nn.LeakyReLU(0.2)),
+    (lambda: L.ELU(0.5), linen_nn.ELU(0.5)),
+    (L.Sigmoid, linen_nn.Sigmoid()),
+    (L.Tanh, linen_nn.Tanh()),
+    (L.ScaledTanh, linen_nn.ScaledTanh()),
+    (lambda: L.Maxout(2), linen_nn.Maxout(2)),
+    (L.GlobalMaxPool, linen_nn.GlobalMaxPool()),
+    (lambda: L.LpPool(2.0, 2), linen_nn.LpPool(2.0, 2, 2)),
+    (lambda: L.AvgPool(3, 2, 1, count_include_pad=False), linen_nn.AvgPool(3, 2, 1, count_include_pad=False)),
+    (lambda: L.AdaptiveAvgPool((4, 3)), linen_nn.AdaptiveAvgPool((4, 3))),
+    (lambda: L.AdaptiveMaxPool(5), linen_nn.AdaptiveMaxPool(5)),
+]
+
+
+@pytest.mark.parametrize("make,linen", PARAMETER_FREE, ids=lambda v: type(v).__name__)
+def test_parameter_free_layers_equal_the_linen_layers(make, linen):
+    x = normal(7, (2, 9, 7, 4))
+    layer = make()
+    assert layer.summary_kind == type(linen).summary_kind
+    np.testing.assert_allclose(layer(x), linen.apply({}, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make,linen",
+    [
+        (lambda r: L.GroupNorm(4, num_groups=2, rngs=r), linen_nn.GroupNorm(num_groups=2)),
+        (lambda r: L.LayerNorm(4, rngs=r), linen_nn.LayerNorm()),
+        (lambda r: L.InstanceNorm(4, rngs=r), linen_nn.InstanceNorm()),
+        (lambda r: L.Subsampling(4, rngs=r), linen_nn.Subsampling()),
+    ],
+    ids=["GroupNorm", "LayerNorm", "InstanceNorm", "Subsampling"],
+)
+def test_affine_layers_equal_the_linen_layers_with_the_same_params(make, linen):
+    x = 1.0 + 2.0 * normal(8, (2, 6, 6, 4))
+    layer = make(nnx.Rngs(0))
+    params = nnx.state(layer, nnx.Param)
+    # Non-trivial affine parameters, written into the NNX layer and given to linen.
+    params = jax.tree.map(lambda p: p + jnp.arange(4.0) / 4, params)
+    nnx.update(layer, params)
+    variables = {"params": nnx.to_pure_dict(params)}
+    np.testing.assert_allclose(layer(x), linen.apply(variables, x), rtol=1e-5, atol=1e-5)
+    assert len(jax.tree.leaves(params)) == 2
+    with pytest.raises(ValueError, match="4"):
+        layer(jnp.zeros((2, 6, 6, 3)))
