@@ -18,6 +18,7 @@ from jaxcnn.nnx.layers import (
     AdaptiveMaxPool,
     AvgPool,
     BatchNorm,
+    ConnectionTableConv,
     Conv,
     Dense,
     Dropout,
@@ -28,6 +29,7 @@ from jaxcnn.nnx.layers import (
     InstanceNorm,
     LayerNorm,
     LeakyReLU,
+    LocallyConnected2D,
     LocalResponseNorm,
     LpPool,
     Maxout,
@@ -37,4 +39,5 @@ from jaxcnn.nnx.layers import (
     Sigmoid,
     Subsampling,
     Tanh,
+    TiledConv2D,
 )

@@ -42,6 +42,7 @@ __all__ = [
     "MaxPool", "AvgPool", "LpPool", "GlobalAvgPool", "GlobalMaxPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
     "Subsampling", "GroupNorm", "LayerNorm", "InstanceNorm", "LocalResponseNorm",
     "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "ScaledTanh", "Maxout",
+    "LocallyConnected2D", "TiledConv2D", "ConnectionTableConv",
 ]
 
 _CONV_BY_NDIM = {1: conv_ops.conv1d, 2: conv_ops.conv2d, 3: conv_ops.conv3d}
@@ -273,6 +274,7 @@ class Dropout(nnx.Module):
 # The parameter-free layers and the other norms live in their own files;
 # jaxcnn.nnx.layers is the namespace of every layer.
 from jaxcnn.nnx.activation import ELU, LeakyReLU, Maxout, ReLU, ScaledTanh, Sigmoid, Tanh  # noqa: E402
+from jaxcnn.nnx.local import ConnectionTableConv, LocallyConnected2D, TiledConv2D  # noqa: E402
 from jaxcnn.nnx.norm import GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm  # noqa: E402
 from jaxcnn.nnx.pool import (  # noqa: E402
     AdaptiveAvgPool,

@@ -230,3 +230,28 @@ def test_affine_layers_equal_the_linen_layers_with_the_same_params(make, linen):
     assert len(jax.tree.leaves(params)) == 2
     with pytest.raises(ValueError, match="4"):
         layer(jnp.zeros((2, 6, 6, 3)))
+
+
+@pytest.mark.parametrize(
+    "make,linen",
+    [
+        (lambda r: L.LocallyConnected2D(3, 4, (3, 2), input_size=(7, 6), stride=2, padding=1, rngs=r),
+         linen_nn.LocallyConnected2D(4, (3, 2), stride=2, padding=1)),
+        (lambda r: L.TiledConv2D(3, 4, 3, tiles=(2, 3), padding=1, rngs=r),
+         linen_nn.TiledConv2D(4, 3, tiles=(2, 3), padding=1)),
+        (lambda r: L.ConnectionTableConv(3, ((0,), (0, 1), (1, 2), (0, 1, 2)), 3, rngs=r),
+         linen_nn.ConnectionTableConv(((0,), (0, 1), (1, 2), (0, 1, 2)), 3)),
+    ],
+    ids=["LocallyConnected2D", "TiledConv2D", "ConnectionTableConv"],
+)
+def test_unshared_convs_equal_the_linen_layers_with_the_same_params(make, linen):
+    x = normal(9, (2, 7, 6, 3))
+    layer = make(nnx.Rngs(0))
+    variables = linen.init(jax.random.PRNGKey(0), x)
+    params = nnx.to_pure_dict(nnx.state(layer, nnx.Param))
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, dict(variables["params"]))
+    params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero biases
+    nnx.update(layer, params)
+    np.testing.assert_allclose(layer(x), linen.apply({"params": params}, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3 channels"):
+        layer(jnp.zeros((2, 7, 6, 2)))
