@@ -119,6 +119,8 @@ def summarize(
     Args:
       module: an unbound Flax module; ``module.init(rngs, x, **call_kwargs)``
         is traced (never executed). ``rngs`` holds ``"params"`` and ``"dropout"``.
+        An NNX model of :mod:`jaxcnn.nnx.models` is summarised through its
+        linen definition (``model.linen_module``): the same table as the linen model.
       input_shape: the full input shape with batch, e.g. ``(1, 224, 224, 3)``
         (NHWC; NLC / NDHWC for 1-D / 3-D models).
       input_dtype: dtype of the traced input.
@@ -136,6 +138,7 @@ def summarize(
       ValueError: for a malformed ``input_shape``, a ``summary_kind`` outside
         :data:`jaxcnn.summary.protocol.KINDS`, or a conv/pool module lacking a protocol attribute.
     """
+    module = _linen_definition(module)
     shape = _check_input_shape(input_shape)
     calls: list[LayerCall] = []
 
@@ -205,6 +208,19 @@ def summarize(
         receptive_field=None,
     )
     return [input_row, *_rows(calls, meta.unbox(variables).get("params", {}))]
+
+
+def _linen_definition(module) -> nn.Module:
+    """``module``, or the linen definition an NNX zoo model computes (its ``linen_module``)."""
+    if isinstance(module, nn.Module):
+        return module
+    definition = getattr(module, "linen_module", None)
+    if isinstance(definition, nn.Module):
+        return definition
+    raise ValueError(
+        f"summarize expects a flax.linen Module or an NNX model from jaxcnn.nnx.models, got "
+        f"{type(module).__name__}"
+    )
 
 
 def _check_input_shape(input_shape) -> tuple[int, ...]:

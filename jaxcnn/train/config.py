@@ -26,6 +26,10 @@ from jaxcnn.train.optim import OPTIMIZERS, SCHEDULES
 
 PARALLEL_MODES = ("pmap", "sharded")
 WEIGHT_DECAY_TARGETS = ("weights", "all")
+# Which Flax front end runs the steps: linen (jaxcnn.train) or NNX (jaxcnn.nnx).
+APIS = ("linen", "nnx")
+# Computation dtypes of a model (parameters, optimizer state and statistics stay float32).
+DTYPES = ("float32", "bfloat16")
 CONFIG_FILENAME = "config.json"
 # On a CPU-only machine `--devices N` simulates N host devices with this XLA flag.
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -54,6 +58,9 @@ class TrainConfig:
     Data
       model: a name from ``jaxcnn.models.names()``; model_kwargs: extra keyword
         arguments for ``models.get`` (``num_classes`` comes from the dataset).
+      dtype: the model's computation dtype, "float32" or "bfloat16"
+        (``models.get(model, dtype=...)``; parameters stay float32, so
+        checkpoints are interchangeable and a run may resume in the other).
       conv_impl: the model's convolution implementation
         (``models.get(model, conv_impl=...)``, one of
         ``jaxcnn.functional.conv.IMPLS``; default ``"auto"``).
@@ -90,6 +97,9 @@ class TrainConfig:
       devices: 1 trains with ``jax.jit`` on one device; N > 1 is data parallel
         over N devices with ``parallel`` = "pmap" or "sharded" (jit over a
         device Mesh); batch_size must be divisible by devices.
+      api: "linen" (the steps of :mod:`jaxcnn.train`) or "nnx" (the same model
+        as an NNX module, stepped by :mod:`jaxcnn.nnx`; same metrics and
+        checkpoints, so a run may resume with the other api).
       checkpoint_every_steps: also checkpoint every this many steps inside an
         epoch (0: only at epoch ends), so a killed run loses little;
         keep_checkpoints: how many checkpoints to keep.
@@ -109,6 +119,11 @@ class TrainConfig:
     conv_impl: str = _option(DEFAULT_CONV_IMPL, choices=CONV_IMPLS, metavar="IMPL",
                              help="the model's convolution implementation (auto: oneDNN on the "
                              "CPU where it applies, else XLA's or im2col)")
+    dtype: str = _option(
+        "float32", choices=DTYPES,
+        help="computation dtype: bfloat16 runs convolutions, dense layers and activations in "
+        "bfloat16 (mixed precision); parameters, optimizer state, batch-norm statistics, "
+        "softmax and the loss stay float32, and checkpoints are the same for both")
     train_examples: int | None = _option(
         None, parse=int, metavar="N", default_text="all",
         help="use only the first N training examples (quick runs)")
@@ -154,6 +169,9 @@ class TrainConfig:
         f"devices are simulated with XLA_FLAGS={HOST_DEVICE_FLAG}=N")
     parallel: str = _option("sharded", choices=PARALLEL_MODES,
                             help="multi-device strategy: pmap, or jit over a sharded device mesh")
+    api: str = _option("linen", choices=APIS,
+                       help="Flax front end that runs the steps: linen, or nnx (the same model as "
+                       "an NNX module, jaxcnn.nnx); same metrics and checkpoints")
     checkpoint_every_steps: int = _option(
         200, parse=int, flag="--checkpoint-every", metavar="STEPS",
         help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only)")
@@ -177,15 +195,17 @@ class TrainConfig:
     # ------------------------------------------------------------ field groups
     @property
     def resume_changeable(self) -> tuple[str, ...]:
-        """Fields a resumed run may change: they do not alter the computation (up to the
-        float reordering of another device count or conv implementation)."""
-        return ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "conv_impl",
+        """Fields a resumed run may change: they do not alter the state's structure (the
+        device count and conv implementation reorder float sums; dtype changes the
+        computation's precision, not the float32 checkpoint)."""
+        return ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "conv_impl", "api",
+                "dtype",
                 "checkpoint_every_steps", "keep_checkpoints", "recompute_batch_stats")
 
     @property
     def model_and_optimizer_fields(self) -> tuple[str, ...]:
         """Fields that define the model and the optimizer (not the data or the devices)."""
-        return ("model", "model_kwargs", "conv_impl", "epochs", "optimizer", "lr", "momentum",
+        return ("model", "model_kwargs", "conv_impl", "dtype", "epochs", "optimizer", "lr", "momentum",
                 "nesterov", "weight_decay", "weight_decay_on", "schedule", "decay_epochs",
                 "decay_factor", "warmup_epochs", "plateau_patience", "plateau_factor")
 
@@ -214,6 +234,8 @@ class TrainConfig:
         _require_choice("parallel", self.parallel, PARALLEL_MODES)
         _require_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         _require_choice("weight_decay_on", self.weight_decay_on, WEIGHT_DECAY_TARGETS)
+        _require_choice("api", self.api, APIS)
+        _require_choice("dtype", self.dtype, DTYPES)
         _require_number("lr", self.lr, low=0.0, low_inclusive=False)
         _require_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         _require_number("weight_decay", self.weight_decay, low=0.0)
@@ -235,8 +257,9 @@ class TrainConfig:
             raise ValueError(f"data_dir must be a path string or null, got {self.data_dir!r}")
         if "num_classes" in self.model_kwargs:
             raise ValueError("model_kwargs must not set num_classes: it comes from the dataset")
-        if "conv_impl" in self.model_kwargs:
-            raise ValueError("model_kwargs must not set conv_impl: use the conv_impl field")
+        for field in ("conv_impl", "dtype"):
+            if field in self.model_kwargs:
+                raise ValueError(f"model_kwargs must not set {field}: use the {field} field")
         for epoch in self.decay_epochs:
             _require_number("decay_epochs entry", epoch, low=0.0, low_inclusive=False)
         if list(self.decay_epochs) != sorted(set(self.decay_epochs)):

@@ -42,13 +42,29 @@ class Executor(Protocol):
         """``{"loss", "accuracy"}`` of a batch of any size (a partial batch may run on one device)."""
 
 
-def make_executor(config, model) -> Executor:
-    """The executor for ``config.devices`` and ``config.parallel``, running ``model``.
+def make_executor(config, model, *, num_classes: int | None = None, image_shape=None) -> Executor:
+    """The executor for ``config.devices``, ``config.parallel`` and ``config.api``, running ``model``.
+
+    ``config.api == "nnx"`` gives :class:`jaxcnn.nnx.executor.NNXExecutor`, which
+    steps the same model as an NNX module built for ``image_shape`` (the
+    dataset's ``(H, W, C)``) with ``num_classes`` outputs.
 
     Raises ValueError when JAX sees fewer than ``config.devices`` devices.
     """
+    if config.api == "nnx":
+        from jaxcnn.nnx.executor import NNXExecutor
+
+        _check_device_count(config)
+        return NNXExecutor(config, num_classes, image_shape)
     if config.devices == 1:
         return OneDevice()
+    _check_device_count(config)
+    if config.parallel == "pmap":
+        return Pmap(model, config.devices)
+    return Sharded(model, config.devices)
+
+
+def _check_device_count(config) -> None:
     available = jax.device_count()
     if config.devices > available:
         raise ValueError(
@@ -56,9 +72,6 @@ def make_executor(config, model) -> Executor:
             f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} (the jaxcnn "
             "command does that itself) or use fewer devices"
         )
-    if config.parallel == "pmap":
-        return Pmap(model, config.devices)
-    return Sharded(model, config.devices)
 
 
 class OneDevice:

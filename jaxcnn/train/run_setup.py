@@ -63,7 +63,8 @@ def setup_run(config: TrainConfig) -> RunSetup:
         )
     model, tx, plateau = _model_and_optimizer(
         config.model_and_optimizer(), train_set.num_classes, steps_per_epoch)
-    executor = make_executor(config, model)
+    executor = make_executor(config, model, num_classes=train_set.num_classes,
+                             image_shape=train_set.image_shape)
     state = _initial_state(model, tx, config, train_set.image_shape)
     augmentation = data.augmentation_for(config.dataset, config.augment)
     mean, std = data.normalization_stats(config.dataset, train_set)
@@ -129,5 +130,6 @@ def _model_and_optimizer(config: TrainConfig, num_classes: int, steps_per_epoch:
         weight_decay=config.weight_decay, plateau=plateau,
         weight_decay_mask=weight_mask if config.weight_decay_on == "weights" else None)
     model = models.get(config.model, num_classes=num_classes, conv_impl=config.conv_impl,
+                       dtype=config.dtype,
                        **config.model_kwargs)
     return model, tx, plateau
