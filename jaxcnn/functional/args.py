@@ -121,3 +121,26 @@ def check_floating(x, op: str) -> None:
         raise ValueError(
             f"{op}: expected a floating-point input, got {dtype}; cast first, e.g. x.astype(jnp.float32)"
         )
+
+
+def check_batch(images, labels) -> None:
+    """Raise ValueError unless ``images`` is (B, ...) with rank >= 2 and ``labels`` is int (B,).
+
+    Runs on static shapes, so it fails at trace time with a readable message.
+    """
+    if getattr(images, "ndim", 0) < 2:
+        raise ValueError(
+            f"images must be a batch (B, H, W, C) NHWC, got shape {getattr(images, 'shape', images)}"
+        )
+    if getattr(labels, "ndim", None) != 1:
+        raise ValueError(
+            f"labels must be integer class indices of shape (B,), got shape "
+            f"{getattr(labels, 'shape', labels)}"
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"images and labels must have the same batch size, got {images.shape[0]} images "
+            f"and {labels.shape[0]} labels"
+        )

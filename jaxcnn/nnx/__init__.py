@@ -7,7 +7,7 @@
 - training (:mod:`jaxcnn.nnx.training`): ``train_step(model, optimizer, images, labels)``
   under ``nnx.jit``, ``sharded_train_step`` over a device mesh, ``replicate``;
 - checkpoints (:mod:`jaxcnn.nnx.checkpoint`): ``NNXCheckpointer`` (Orbax) of ``nnx.state``;
-- ``jaxcnn train --api nnx`` (:mod:`jaxcnn.nnx.executor`, imported by the loop on demand).
+- ``jaxcnn train --api nnx`` (:mod:`jaxcnn.train.nnx_executor`, imported by the loop on demand).
 
 The layers import only :mod:`jaxcnn.functional` (and :mod:`jaxcnn.nn`'s
 shared checks and the conv default); the zoo, steps and executor sit on top

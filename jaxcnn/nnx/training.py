@@ -29,8 +29,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcnn.functional.losses import softmax_cross_entropy
-from jaxcnn.train.sharded import MESH_AXIS
-from jaxcnn.train.steps import check_batch
+from jaxcnn.functional.args import check_batch
+
+# The mesh axis of the batch, as in jaxcnn.train.sharded (make_mesh builds meshes with it).
+MESH_AXIS = "batch"
 
 __all__ = ["train_step", "eval_step", "sharded_train_step", "sharded_eval_step", "replicate"]
 

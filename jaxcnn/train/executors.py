@@ -45,14 +45,14 @@ class Executor(Protocol):
 def make_executor(config, model, *, num_classes: int | None = None, image_shape=None) -> Executor:
     """The executor for ``config.devices``, ``config.parallel`` and ``config.api``, running ``model``.
 
-    ``config.api == "nnx"`` gives :class:`jaxcnn.nnx.executor.NNXExecutor`, which
+    ``config.api == "nnx"`` gives :class:`jaxcnn.train.nnx_executor.NNXExecutor`, which
     steps the same model as an NNX module built for ``image_shape`` (the
     dataset's ``(H, W, C)``) with ``num_classes`` outputs.
 
     Raises ValueError when JAX sees fewer than ``config.devices`` devices.
     """
     if config.api == "nnx":
-        from jaxcnn.nnx.executor import NNXExecutor
+        from jaxcnn.train.nnx_executor import NNXExecutor
 
         _check_device_count(config)
         return NNXExecutor(config, num_classes, image_shape)

@@ -26,32 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcnn.functional.args import check_batch
 from jaxcnn.functional.losses import softmax_cross_entropy, top_k_accuracy
 from jaxcnn.train.state import TrainState
 from jaxcnn.train.xla_options import step_compiler_options
-
-
-def check_batch(images, labels) -> None:
-    """Raise ValueError unless ``images`` is (B, ...) with rank >= 2 and ``labels`` is int (B,).
-
-    Runs on static shapes, so it fails at trace time with a readable message.
-    """
-    if getattr(images, "ndim", 0) < 2:
-        raise ValueError(
-            f"images must be a batch (B, H, W, C) NHWC, got shape {getattr(images, 'shape', images)}"
-        )
-    if getattr(labels, "ndim", None) != 1:
-        raise ValueError(
-            f"labels must be integer class indices of shape (B,), got shape "
-            f"{getattr(labels, 'shape', labels)}"
-        )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"images and labels must have the same batch size, got {images.shape[0]} images "
-            f"and {labels.shape[0]} labels"
-        )
 
 
 class LabelOutOfRangeError(ValueError):

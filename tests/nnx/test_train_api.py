@@ -26,7 +26,7 @@ def test_nnx_run_resumed_from_the_cli_matches_the_linen_run(tmp_path, capsys, mo
     linen_records = metrics_io.read_metrics(tmp_path / "linen")
 
     # The NNX run is interrupted (Ctrl-C) at its 31st step: the step-30 checkpoint remains.
-    import jaxcnn.nnx.executor as executor
+    import jaxcnn.train.nnx_executor as executor
 
     real_step, calls = executor.train_step, []
 
