@@ -253,7 +253,8 @@ def run_training(config: TrainConfig, workdir, *, resume: bool = False,
     denied: the checkpoints already written are kept) returns 1, Ctrl-C
     returns 130 with the command that resumes. ``debug`` also prints tracebacks.
     """
-    _simulate_host_devices(config.devices)
+    if isinstance(config.devices, int):
+        _simulate_host_devices(config.devices)
     from jaxcnn.train.loop import TrainingDivergedError, train_and_evaluate
 
     _quiet_third_party_logs(debug)

@@ -35,6 +35,16 @@ CONFIG_FILENAME = "config.json"
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
+def parse_devices(text: str) -> int | str:
+    """``"4"`` -> 4; ``"all"`` and ``"auto"`` stay words (see ``TrainConfig.devices``)."""
+    if text in ("all", "auto"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a device count, all or auto; got {text!r}") from None
+
+
 def parse_float_list(text: str) -> tuple[float, ...]:
     """``"30,60"`` -> ``(30, 60)`` (integral values as ints); ValueError names the expected form."""
     try:
@@ -96,7 +106,9 @@ class TrainConfig:
       seed: one integer for init, dropout, data order and augmentation.
       devices: 1 trains with ``jax.jit`` on one device; N > 1 is data parallel
         over N devices with ``parallel`` = "pmap" or "sharded" (jit over a
-        device Mesh); batch_size must be divisible by devices.
+        device Mesh); batch_size must be divisible by devices. "all": every
+        local device; "auto" (default): all on a GPU/TPU, 1 on the CPU (see
+        :meth:`resolved`).
       api: "linen" (the steps of :mod:`jaxcnn.train`) or "nnx" (the same model
         as an NNX module, stepped by :mod:`jaxcnn.nnx`; same metrics and
         checkpoints, so a run may resume with the other api).
@@ -163,10 +175,11 @@ class TrainConfig:
                                     help="plateau schedule: lr multiplier at each reduction")
 
     seed: int = _option(0, parse=int, help="seed for init, dropout, data order, augmentation")
-    devices: int = _option(
-        1, parse=int, metavar="N",
-        help="devices for data-parallel training (1 = plain jit); on a CPU-only machine N host "
-        f"devices are simulated with XLA_FLAGS={HOST_DEVICE_FLAG}=N")
+    devices: int | str = _option(
+        "auto", parse=parse_devices, metavar="N|all|auto",
+        help="devices for data-parallel training: N (1 = plain jit), all (every local device), "
+        "or auto (all on a GPU/TPU, 1 on the CPU); on a CPU-only machine N host devices are "
+        f"simulated with XLA_FLAGS={HOST_DEVICE_FLAG}=N")
     parallel: str = _option("sharded", choices=PARALLEL_MODES,
                             help="multi-device strategy: pmap, or jit over a sharded device mesh")
     api: str = _option("linen", choices=APIS,
@@ -221,9 +234,11 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "devices", "keep_checkpoints",
+        for name in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints",
                      "plateau_patience"):
             _require_int(name, getattr(self, name), minimum=1)
+        if self.devices not in ("all", "auto"):
+            _require_int("devices", self.devices, minimum=1)
         for name in ("checkpoint_every_steps", "seed", "recompute_batch_stats"):
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("train_examples", "test_examples"):
@@ -284,6 +299,8 @@ class TrainConfig:
             raise ValueError('schedule "warmup_cosine" needs warmup_epochs > 0')
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
+        if isinstance(self.devices, str):
+            return  # checked against the device count by resolved()
         if self.batch_size % self.devices or self.eval_batch_size % self.devices:
             raise ValueError(
                 f"batch_size ({self.batch_size}) and eval_batch_size ({self.eval_batch_size}) "
@@ -308,6 +325,19 @@ class TrainConfig:
             )
 
     # -------------------------------------------------------------- JSON I/O
+    def resolved(self) -> TrainConfig:
+        """This config with ``devices`` as a number: ``"all"`` is every local device,
+        ``"auto"`` is every local device on an accelerator and 1 on the CPU (where
+        several devices are only simulated). Raises ValueError when the batch sizes
+        do not divide by that number."""
+        if not isinstance(self.devices, str):
+            return self
+        import jax
+
+        if self.devices == "auto" and jax.default_backend() == "cpu":
+            return self.replace(devices=1)
+        return self.replace(devices=jax.local_device_count())
+
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import jax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxcnn.train import parallel, sharded, steps
 
@@ -28,6 +29,7 @@ class Executor(Protocol):
     """Runs the steps of a run on its devices (see the module docstring)."""
 
     description: str
+    num_devices: int  # the global batch is split over this many devices
 
     def place(self, state):
         """A single-device TrainState -> the state in this executor's device layout."""
@@ -78,6 +80,7 @@ class OneDevice:
     """``jax.jit`` on the default device: the state stays as it is."""
 
     description = "1 device (jax.jit)"
+    num_devices = 1
 
     def __init__(self):
         # Looked up at construction (not import) time, so a patched step is seen.
@@ -100,6 +103,7 @@ class Pmap:
 
     def __init__(self, model, devices: int):
         self.devices, self.model_name = devices, type(model).__name__
+        self.num_devices = devices
         self.description = f"{devices} devices (jax.pmap)"
         self.plain_apply = model.apply
         self.synced_apply = (model.clone(bn_axis_name=parallel.BATCH_AXIS).apply
@@ -139,6 +143,9 @@ class Sharded:
 
     def __init__(self, model, devices: int):
         self.mesh = sharded.make_mesh(devices)
+        self.num_devices = devices
+        # Where the loop puts each batch ahead of its step: already split over the mesh.
+        self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(sharded.MESH_AXIS))
         self.description = f"{devices} devices (jax.jit over a sharded mesh)"
         self.plain_apply = model.apply
         self.sharded_apply = sharded.partitionable(model).apply

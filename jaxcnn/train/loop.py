@@ -18,13 +18,11 @@ numbers as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from tqdm.auto import tqdm
 
 from jaxcnn import data
@@ -35,9 +33,16 @@ from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
 from jaxcnn.train.executors import OneDevice
+from jaxcnn.train.prefetch import prefetch_to_device
 from jaxcnn.train.run_setup import build_state, load_datasets, setup_run
+from jaxcnn.train.step_metrics import StepMetricsBuffer
 
 CHECKPOINT_SUBDIR = "checkpoints"
+# The host reads the steps' metrics every this many steps (and at checkpoints and
+# epoch ends); in between, steps are dispatched without waiting for the device.
+READ_EVERY_STEPS = 10
+# Batches put on the device ahead of the step that uses them.
+PREFETCH_BATCHES = 2
 
 
 class TrainingDivergedError(RuntimeError):
@@ -115,7 +120,8 @@ def train_and_evaluate(
             f"{_count(config.epochs, 'epoch')} x {_count(run.steps_per_epoch, 'step')} of "
             f"{config.batch_size}, "
             f"{config.optimizer} lr {config.lr} ({config.schedule}), "
-            f"{run.executor.description}; workdir {workdir}",
+            f"{run.executor.description}{_batch_split(config.batch_size, run.executor)}; "
+            f"workdir {workdir}",
             flush=True,
         )
         state, position = run.state, Position()
@@ -221,32 +227,39 @@ class _EpochRunner:
         batch_iter = data.batches(self.train_set, config.batch_size, seed=config.seed,
                                   epoch=epoch, shuffle=True, drop_remainder=True,
                                   start_batch=position.batch)
+        # The next batches go to the device (in the step's layout) while this step runs.
+        sharding = getattr(self.executor, "batch_sharding", None)
+        batch_iter = prefetch_to_device(
+            batch_iter, depth=PREFETCH_BATCHES,
+            put=None if sharding is None else (lambda batch: jax.device_put(batch, sharding)))
+        # Step metrics stay on the device; the host reads them every READ_EVERY_STEPS
+        # steps (the progress bar), before a checkpoint and at the epoch's end.
+        buffer = StepMetricsBuffer()
         with tqdm(total=self.steps_per_epoch, initial=position.batch, unit="step",
                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                   disable=not self.progress, dynamic_ncols=True) as bar:
-            step_start = time.perf_counter()
+            segment_start = time.perf_counter()
             for images, labels in batch_iter:
                 step = epoch * self.steps_per_epoch + position.batch + 1
                 batch_key = jax.random.fold_in(epoch_key, position.batch)
                 state, step_metrics = self.executor.train_step(
                     state, self.preprocess.train(images, batch_key), labels)
-                steps.check_labels(step_metrics, step=step, num_classes=self.train_set.num_classes)
-                loss = _scalar(step_metrics["loss"])
-                if not math.isfinite(loss):
-                    self._diverged(step, position, f"the training loss is {loss}")
+                buffer.add(step, step_metrics, len(labels))
                 position.batch += 1
-                position.loss_sum += loss * len(labels)
-                position.correct_sum += _scalar(step_metrics["accuracy"]) * len(labels)
-                position.images += len(labels)
-                position.train_seconds += time.perf_counter() - step_start
                 bar.update(1)
-                if position.batch % 10 == 0 or position.batch == self.steps_per_epoch:
-                    bar.set_postfix(_postfix(position), refresh=False)
                 every = config.checkpoint_every_steps
-                if every and step % every == 0 and position.batch < self.steps_per_epoch:
-                    position.epoch_seconds = time.perf_counter() - epoch_start
-                    self._save(state, position, step)
-                step_start = time.perf_counter()
+                save_now = bool(every and step % every == 0
+                                and position.batch < self.steps_per_epoch)
+                if (save_now or position.batch % READ_EVERY_STEPS == 0
+                        or position.batch == self.steps_per_epoch):
+                    self._read(buffer, position)
+                    position.train_seconds += time.perf_counter() - segment_start
+                    bar.set_postfix(_postfix(position), refresh=False)
+                    if save_now:
+                        position.epoch_seconds = time.perf_counter() - epoch_start
+                        self._save(state, position, step)
+                    segment_start = time.perf_counter()
+            self._read(buffer, position)  # a run whose batches ended early
 
         test = evaluate_dataset(self.executor.eval_step, state, self.test_set,
                                 config.eval_batch_size, self.preprocess.eval)
@@ -267,6 +280,27 @@ class _EpochRunner:
         }))
         self._save(state, position.next_epoch(), (epoch + 1) * self.steps_per_epoch)
         return state
+
+    def _read(self, buffer: StepMetricsBuffer, position: Position) -> None:
+        """Read the buffered steps' metrics into ``position``; stop on a bad label or divergence.
+
+        The steps are checked in order, so the error names the first bad step,
+        and it is raised before any checkpoint holds the state that followed.
+        """
+        flushed = buffer.flush()
+        bad_label = flushed.first_label_error
+        if bad_label is not None:
+            raise steps.LabelOutOfRangeError(steps.label_error_message(
+                bad_label[0], bad_label[1], self.train_set.num_classes))
+        non_finite = flushed.first_non_finite
+        if non_finite is not None:
+            step, loss = non_finite
+            at_step = dataclasses.replace(
+                position, batch=step - position.epoch * self.steps_per_epoch - 1)
+            self._diverged(step, at_step, f"the training loss is {loss}")
+        position.loss_sum += flushed.loss_sum
+        position.correct_sum += flushed.correct_sum
+        position.images += flushed.images
 
     def _save(self, state, position: Position, step: int) -> None:
         host = self.executor.to_host(state)
@@ -321,11 +355,6 @@ def _check_workdir(config: TrainConfig, workdir: Path, checkpoint_dir: Path, res
         raise ValueError(f"cannot change {details} when resuming {workdir}")
 
 
-def _scalar(value) -> float:
-    # pmap returns one copy per device; the copies are equal after pmean.
-    return float(np.asarray(value).reshape(-1)[0])
-
-
 @jax.jit
 def _tree_all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
@@ -334,6 +363,13 @@ def _tree_all_finite(tree):
 
 def _all_finite(tree) -> bool:
     return bool(_tree_all_finite(tree))
+
+
+def _batch_split(batch_size: int, executor) -> str:
+    devices = getattr(executor, "num_devices", 1)
+    if devices == 1:
+        return ""
+    return f", each global batch of {batch_size} split {devices} x {batch_size // devices}"
 
 
 def _count(number: int, noun: str) -> str:

@@ -65,6 +65,7 @@ class NNXExecutor:
         self.model_kwargs.update(conv_impl=conv_impl, dtype=config.dtype)
         self.num_classes, self.image_shape = num_classes, tuple(image_shape)
         self.mesh = sharded.make_mesh(config.devices) if config.devices > 1 else None
+        self.num_devices = config.devices
         self.description = (
             f"NNX front end, {config.devices} devices (nnx over jax.jit on a sharded mesh)"
             if self.mesh is not None else "NNX front end, 1 device (nnx.jit)"

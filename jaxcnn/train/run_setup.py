@@ -54,6 +54,7 @@ def setup_run(config: TrainConfig) -> RunSetup:
     Raises ValueError for a batch larger than the training set or too few
     devices, FileNotFoundError for a missing data directory.
     """
+    config = config.resolved()  # devices "auto"/"all" -> a number
     train_set, test_set = load_datasets(config)
     steps_per_epoch = data.num_batches(len(train_set), config.batch_size, drop_remainder=True)
     if steps_per_epoch == 0:

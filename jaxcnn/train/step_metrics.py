@@ -35,12 +35,23 @@ class FlushedSteps:
       steps: global step number of each buffered step, in order.
       losses, accuracies: the steps' batch-mean loss and accuracy (floats).
       sizes: images in each step's batch.
+      label_errors: labels outside ``0..K-1`` in each step's batch (0 where the
+        step's metrics have no ``"label_errors"``).
     """
 
     steps: tuple[int, ...]
     losses: tuple[float, ...]
     accuracies: tuple[float, ...]
     sizes: tuple[int, ...]
+    label_errors: tuple[float, ...] = ()
+
+    @property
+    def first_label_error(self) -> tuple[int, float] | None:
+        """``(step, count)`` of the first step that saw labels out of range, else None."""
+        for step, count in zip(self.steps, self.label_errors):
+            if count:
+                return step, count
+        return None
 
     @property
     def first_non_finite(self) -> tuple[int, float] | None:
@@ -75,7 +86,7 @@ def _scalar_on_device(value):
 
 
 class StepMetricsBuffer:
-    """Collects ``{"loss", "accuracy"}`` of many steps; the host reads them on :meth:`flush`.
+    """Collects ``{"loss", "accuracy"[, "label_errors"]}`` of many steps; the host reads them on :meth:`flush`.
 
     ``add`` never transfers anything to the host; ``flush`` makes one
     device-to-host transfer of all buffered losses and accuracies (stacked
@@ -86,6 +97,7 @@ class StepMetricsBuffer:
         self._steps: list[int] = []
         self._losses: list = []
         self._accuracies: list = []
+        self._label_errors: list = []
         self._sizes: list[int] = []
 
     def __len__(self) -> int:
@@ -96,22 +108,24 @@ class StepMetricsBuffer:
         self._steps.append(int(step))
         self._losses.append(_scalar_on_device(metrics["loss"]))
         self._accuracies.append(_scalar_on_device(metrics["accuracy"]))
+        self._label_errors.append(_scalar_on_device(metrics.get("label_errors", 0.0)))
         self._sizes.append(int(batch_size))
 
     def flush(self) -> FlushedSteps:
         """Read every buffered step's loss and accuracy (one transfer) and clear the buffer."""
         if not self._steps:
-            return FlushedSteps((), (), (), ())
+            return FlushedSteps((), (), (), (), ())
         with jax.transfer_guard_device_to_host("allow"):
-            stacked = np.asarray(jax.device_get(_stack(self._losses, self._accuracies)), np.float64)
-        losses, accuracies = stacked[0].tolist(), stacked[1].tolist()
-        flushed = FlushedSteps(tuple(self._steps), tuple(losses), tuple(accuracies),
-                               tuple(self._sizes))
+            stacked = np.asarray(
+                jax.device_get(_stack(self._losses, self._accuracies, self._label_errors)), np.float64)
+        flushed = FlushedSteps(tuple(self._steps), tuple(stacked[0].tolist()),
+                               tuple(stacked[1].tolist()), tuple(self._sizes),
+                               tuple(stacked[2].tolist()))
         self._steps, self._losses, self._accuracies, self._sizes = [], [], [], []
+        self._label_errors = []
         return flushed
 
 
-def _stack(losses, accuracies):
-    """``(2, steps)`` float32 on the device: row 0 the losses, row 1 the accuracies."""
-    return jnp.stack([jnp.stack([jnp.asarray(v, jnp.float32) for v in values])
-                      for values in (losses, accuracies)])
+def _stack(*rows):
+    """``(len(rows), steps)`` float32 on the device: the losses, accuracies, label errors."""
+    return jnp.stack([jnp.stack([jnp.asarray(v, jnp.float32) for v in values]) for values in rows])

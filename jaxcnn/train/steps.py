@@ -70,12 +70,17 @@ def check_labels(metrics: dict, *, step: int, num_classes: int | None = None) ->
     """
     count = float(np.asarray(metrics["label_errors"]).reshape(-1)[0])
     if count:
-        expected = f"0..{num_classes - 1}" if num_classes is not None else "0..K-1 (K = the model's classes)"
-        raise LabelOutOfRangeError(
-            f"label out of range at step {step}: labels must be class indices {expected}, and "
-            f"{'some labels of' if count != int(count) else f'{int(count)} label(s) of'} this "
-            "batch are not; the step's loss and update are NaN. Check the labels fed to train_step"
-        )
+        raise LabelOutOfRangeError(label_error_message(step, count, num_classes))
+
+
+def label_error_message(step: int, count: float, num_classes: int | None = None) -> str:
+    """The message of :class:`LabelOutOfRangeError` for ``count`` bad labels at ``step``."""
+    expected = f"0..{num_classes - 1}" if num_classes is not None else "0..K-1 (K = the model's classes)"
+    return (
+        f"label out of range at step {step}: labels must be class indices {expected}, and "
+        f"{'some labels of' if count != int(count) else f'{int(count)} label(s) of'} this "
+        "batch are not; the step's loss and update are NaN. Check the labels fed to train_step"
+    )
 
 
 def train_step_body(

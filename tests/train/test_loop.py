@@ -25,7 +25,13 @@ def test_default_config_is_the_main_job():
     config = TrainConfig()
     assert (config.model, config.dataset, config.batch_size) == ("lenet5", "mnist", 128)
     assert (config.optimizer, config.lr, config.schedule) == ("adam", 1e-3, "cosine")
-    assert config.devices == 1 and config.data_dir is None
+    assert config.devices == "auto" and config.data_dir is None
+    # "auto" is one device on the CPU (several are only simulated there), every device elsewhere.
+    import jax
+
+    expected = 1 if jax.default_backend() == "cpu" else jax.local_device_count()
+    assert config.resolved().devices == expected
+    assert config.replace(devices="all").resolved().devices == jax.local_device_count()
 
 
 @pytest.mark.parametrize(
@@ -381,3 +387,37 @@ def test_mnist_smoke_run_reaches_97_percent(tmp_path):
                          augment=False)
     final = train_and_evaluate(config, tmp_path, progress=False)
     assert final["test_accuracy"] >= 0.97, final
+
+
+def test_the_loop_reads_step_metrics_only_every_few_steps(tmp_path, monkeypatch, count_host_reads):
+    """Between two reads of the buffered metrics the loop transfers nothing to the host
+    (issue 10: the device never waits on the host); 22 steps are read at 10, 20 and 22."""
+    from jaxcnn.train import loop
+    from jaxcnn.train.step_metrics import StepMetricsBuffer
+
+    counting = {"reads": None}
+    gaps, flushed_steps, last_end = [], [], [0]
+
+    class Recording(StepMetricsBuffer):
+        def flush(self):
+            reads = counting["reads"]
+            if reads is None:
+                return super().flush()
+            gaps.append(reads.count - last_end[0])  # host reads since the previous flush
+            result = super().flush()
+            flushed_steps.append(result.steps)
+            last_end[0] = reads.count
+            return result
+
+    monkeypatch.setattr(loop, "StepMetricsBuffer", Recording)
+    config = digits_config(epochs=1, checkpoint_every_steps=0)
+    loop.train_and_evaluate(config, tmp_path / "warm", progress=False)  # compile outside the count
+    with count_host_reads() as reads:
+        counting["reads"] = reads
+        loop.train_and_evaluate(config, tmp_path / "counted", progress=False)
+    nonempty = [i for i, steps in enumerate(flushed_steps) if steps]
+    assert [len(flushed_steps[i]) for i in nonempty] == [10, 10, 2]
+    assert flushed_steps[nonempty[0]][0] == 1 and flushed_steps[nonempty[-1]][-1] == STEPS_PER_EPOCH
+    # Reads before the first flush belong to setup (init, checks); from one flush to the
+    # next the 10 steps ran without a single host read.
+    assert [gaps[i] for i in nonempty[1:]] == [0, 0]

@@ -26,7 +26,7 @@ def test_buffered_steps_never_transfer_to_the_host_until_flush(count_host_reads)
             buffer.add(number, step(batch), batch_size=4)
         assert reads.count == 0
         flushed = buffer.flush()
-        assert reads.count <= 2  # one (2, steps) array: device_get reads it via _value and __array__
+        assert reads.count <= 2  # one (3, steps) array: device_get reads it via _value and __array__
     assert flushed.steps == (1, 2, 3, 4, 5)
     np.testing.assert_allclose(flushed.losses, [1, 2, 3, 4, 5])
     np.testing.assert_allclose(flushed.accuracies, [0.1, 0.2, 0.3, 0.4, 0.5], rtol=1e-6)
