@@ -368,3 +368,20 @@ def _top_k_accuracy(logits, labels, k):
     lower_index = jnp.arange(logits.shape[1])[None, :] < labels[:, None]
     ahead = (logits > true_score) | ((logits == true_score) & lower_index)
     return jnp.mean((jnp.sum(ahead, axis=-1) < k).astype(jnp.float32))
+
+
+def classification_metrics(logits, labels) -> dict:
+    """A training step's metrics: ``{"loss", "accuracy", "label_errors"}``, float32 scalars.
+
+    ``logits`` ``(B, K)`` in any float dtype (cast to float32 first: softmax and
+    loss in float32 under mixed precision), ``labels`` int ``(B,)``. ``loss`` is
+    the mean softmax cross-entropy, ``accuracy`` the top-1 fraction, and
+    ``label_errors`` the number of labels outside ``0..K-1`` -- counted on the
+    device, so a jitted step can report bad labels without a host check (their
+    loss is NaN).
+    """
+    logits = jnp.asarray(logits, jnp.float32)
+    loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    label_errors = jnp.sum((labels < 0) | (labels >= logits.shape[-1])).astype(jnp.float32)
+    return {"loss": loss, "accuracy": accuracy, "label_errors": label_errors}

@@ -3,7 +3,7 @@
 ``train_step(model, optimizer, images, labels) -> metrics`` updates ``model``
 (parameters through ``optimizer``, an ``nnx.Optimizer(model, tx, wrt=nnx.Param)``,
 and batch-norm running statistics) in place, as NNX steps do, and returns
-``{"loss", "accuracy"}`` measured on the batch before the update: the mean
+``{"loss", "accuracy", "label_errors"}`` measured on the batch before the update: the mean
 softmax cross-entropy of :mod:`jaxcnn.functional.losses` and the argmax
 accuracy, as :func:`jaxcnn.train.train_step` reports them.
 
@@ -24,11 +24,10 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxcnn.functional.losses import softmax_cross_entropy
+from jaxcnn.functional.losses import classification_metrics
 from jaxcnn.functional.args import check_batch
 
 # The mesh axis of the batch, as in jaxcnn.train.sharded (make_mesh builds meshes with it).
@@ -38,9 +37,8 @@ __all__ = ["train_step", "eval_step", "sharded_train_step", "sharded_eval_step",
 
 
 def _metrics(logits, labels) -> dict:
-    loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
-    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return {"loss": loss, "accuracy": accuracy}
+    # The same metrics as jaxcnn.train's steps (float32 loss, device-side label check).
+    return classification_metrics(logits, labels)
 
 
 def _train_body(model, optimizer, images, labels) -> dict:
@@ -163,7 +161,7 @@ def sharded_train_step(model: nnx.Module, optimizer: nnx.Optimizer, images, labe
       labels: ``shard_batch(mesh, labels)``: int ``(B,)``.
 
     Returns:
-      ``{"loss", "accuracy"}`` over the global batch (replicated scalars).
+      ``{"loss", "accuracy", "label_errors"}`` over the global batch (replicated scalars).
     """
     mesh = _mesh_of(images)
     model.train()

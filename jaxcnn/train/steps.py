@@ -22,12 +22,11 @@ Weight decay is not in the loss: it is part of the optimizer
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from jaxcnn.functional.args import check_batch
-from jaxcnn.functional.losses import softmax_cross_entropy, top_k_accuracy
+from jaxcnn.functional.losses import classification_metrics, top_k_accuracy
 from jaxcnn.train.state import TrainState
 from jaxcnn.train.xla_options import step_compiler_options
 
@@ -38,13 +37,7 @@ class LabelOutOfRangeError(ValueError):
 
 def _metrics(logits, labels) -> dict:
     # Softmax and loss in float32 whatever the model computes in (bf16 mixed precision).
-    logits = jnp.asarray(logits, jnp.float32)
-    # jnp.mean also accepts a per-example loss vector: the mean is the contract.
-    loss = jnp.mean(softmax_cross_entropy(logits, labels)).astype(jnp.float32)
-    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    num_classes = logits.shape[-1]
-    label_errors = jnp.sum((labels < 0) | (labels >= num_classes)).astype(jnp.float32)
-    return {"loss": loss, "accuracy": accuracy, "label_errors": label_errors}
+    return classification_metrics(logits, labels)
 
 
 def check_labels(metrics: dict, *, step: int, num_classes: int | None = None) -> None:
