@@ -114,3 +114,27 @@ def test_pmap_smoke_on_cifar10_files_with_synchronised_batch_norm(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
                .splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+
+
+@pytest.mark.slow
+def test_accelerator_check_quick_mode_runs_on_the_cpu(tmp_path):
+    """experiments/accelerator_check.py: the script a GPU machine runs, in its CPU quick mode."""
+    env = dict(os.environ, PYTHONPATH=str(EXPERIMENTS.parent))
+    result = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "accelerator_check.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "accelerator_check.json").read_text())
+    assert report["ok"] and report["environment"]["backend"] == "cpu"
+    rows = report["conv_agreement"]
+    assert {row["impl"] for row in rows} == {"xla", "im2col", "auto"}
+    assert {row["dtype"] for row in rows} == {"float32", "bfloat16"}
+    # float32 agrees to float32 rounding on the CPU; bfloat16 to its 8 mantissa bits.
+    assert max(max(r["y"], r["dx"], r["dw"]) for r in rows if r["dtype"] == "float32") < 1e-4
+    assert max(max(r["y"], r["dx"], r["dw"]) for r in rows if r["dtype"] == "bfloat16") < 6e-2
+    for dtype in ("float32", "bfloat16"):
+        run = report["training"][dtype]
+        assert run["steps"] == 20 and run["param_dtypes"] == ["float32"]
+        assert run["test_accuracy"] > 0.5  # 20 Adam steps on MNIST
+    assert report["bench"][0]["models"][0]["model"] == "lenet5"
+    assert "conv agreement" in result.stdout and "training bfloat16" in result.stdout
