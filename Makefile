@@ -1,8 +1,10 @@
 # Two commands set everything up on a fresh clone:
 #   make train   - create .venv, install jaxcnn, train LeNet-5 on the embedded MNIST
-#   make test    - create .venv, install jaxcnn[dev], run the test suite
+#   make test    - create .venv, install jaxcnn[dev], run the test suite (all but the slow tests)
 # Versions come from constraints.txt (the set this repo was tested with).
 # Also:
+#   make test-slow   - the tests marked slow (real trainings, kill -9 inside a save, the soak
+#                      test, big-model NNX equality, the accelerator check's CPU run)
 #   make test-oldest - a second venv (.venv-oldest) with the oldest jax/jaxlib/flax/optax/
 #                      orbax-checkpoint that pyproject.toml allows; runs OLDEST_TESTS there
 #   make notebooks   - execute every colab/*.ipynb top to bottom in quick mode (nbclient)
@@ -25,7 +27,7 @@ OLDEST_TESTS ?= tests/functional/test_conv.py tests/functional/test_batch_norm.p
 	tests/train/test_state_steps.py tests/train/test_parallel.py tests/train/test_optim.py \
 	tests/train/test_checkpoint.py
 
-.PHONY: train test test-oldest install install-dev bench smoke clean notebooks wheel
+.PHONY: train test test-slow test-oldest install install-dev bench smoke clean notebooks wheel
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +49,12 @@ install-dev: $(VENV)/.dev
 train: $(VENV)/.base
 	$(PY) -m jaxcnn train
 
+# `make test` stays near 10 minutes on this project's 2-core machine; CI runs both.
 test: $(VENV)/.dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.dev
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # constraints.txt with the five pins replaced by the oldest ones; everything else as tested.
 $(OLDEST_VENV)/.done: pyproject.toml constraints.txt Makefile

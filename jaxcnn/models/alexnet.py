@@ -25,7 +25,7 @@ PAPER_LRN_SIZE = 5
 PAPER_LRN_ALPHA = 1e-4  # the paper's alpha, applied to the SUM of squares
 
 
-def _paper_lrn(name: str, dtype) -> LocalResponseNorm:
+def _paper_lrn(name: str, dtype=None) -> LocalResponseNorm:
     # LocalResponseNorm averages the squares (alpha / size), the paper sums them.
     return LocalResponseNorm(
         size=PAPER_LRN_SIZE, alpha=PAPER_LRN_ALPHA * PAPER_LRN_SIZE, beta=0.75, k=2.0, dtype=dtype,

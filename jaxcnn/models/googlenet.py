@@ -51,7 +51,7 @@ GOOGLENET_TABLE: dict[str, InceptionSpec] = {
 }
 
 
-def _caffe_lrn(name: str, dtype) -> LocalResponseNorm:
+def _caffe_lrn(name: str, dtype=None) -> LocalResponseNorm:
     # The paper gives no LRN constants; these are the BVLC Caffe GoogLeNet's
     # (local_size 5, alpha 1e-4 over the mean of squares, beta 0.75, k 1).
     return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0, dtype=dtype, name=name)

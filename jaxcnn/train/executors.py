@@ -51,8 +51,10 @@ def make_executor(config, model, *, num_classes: int | None = None, image_shape=
     steps the same model as an NNX module built for ``image_shape`` (the
     dataset's ``(H, W, C)``) with ``num_classes`` outputs.
 
+    ``config.devices`` "auto"/"all" is resolved first (:meth:`TrainConfig.resolved`).
     Raises ValueError when JAX sees fewer than ``config.devices`` devices.
     """
+    config = config.resolved()
     if config.api == "nnx":
         from jaxcnn.train.nnx_executor import NNXExecutor
 

@@ -87,7 +87,7 @@ CASES = [
     case("max_pool2d", x4, 2, padding=2, words=["padding", "smaller than the window"]),
     case("avg_pool2d", x4, (2, 0), words=["window", ">= 1"]),
     case("avg_pool2d", x4, 2, count_include_pad="yes", words=["count_include_pad", "bool"]),
-    case("lp_pool2d", x4, 0.0, 2, words=["p must be", "positive finite number"]),
+    case("lp_pool2d", x4, 0.0, 2, words=["p must be", ">= 1 or float(\"inf\")"]),
     case("lp_pool2d", x4, 2.0, 9, words=["window (9, 9)", "larger"]),
     case("weighted_avg_pool2d", x4, 3, sigma=0.0, words=["sigma", "positive"]),
     case("global_avg_pool", np.zeros((2, 3), np.float32), words=["NHWC", "rank 3-5"]),
@@ -155,13 +155,23 @@ CASES = [
     case("filters.correlate2d", np.zeros((5, 5), np.float32), np.zeros((3, 3), np.float32), mode="wrap",
          words=["mode", '"valid", "same", "full"']),
     case("filters.convolve2d", x4, np.zeros((3, 3), np.float32), words=["image", "(H, W) or (H, W, C)"]),
+    case("filters.identity", 0, words=["size", ">= 1"], jit=False),
+    case("filters.high_pass", 0, words=["size", ">= 1"], jit=False),
+    case("filters.laplacian", neighbours=6, words=["neighbours", "4 or 8"], jit=False),
+    # metrics and regularization
+    case("top_k_accuracy", logits, labels, 0, words=["k must be", "[1, 3]"]),
+    case("top_k_accuracy", logits, labels[None], 1, words=["labels", "shape (4,)"]),
+    case("l2_regularizer", {"a": np.ones(3, np.float32)}, mask={"b": True},
+         words=["mask", "structure of params"], jit=False),
+    case("l2_regularizer", {"a": np.ones(3, np.int32)}, words=["parameters", "floating"], jit=False),
 ]
 
 # Public functions with no mistake to make: no arguments, or any numeric array is valid.
 NO_MISTAKES = {
     "filters.sobel_x": "no arguments", "filters.sobel_y": "no arguments",
     "filters.prewitt_x": "no arguments", "filters.prewitt_y": "no arguments",
-    "filters.sharpen": "no arguments", "filters.laplacian": "no arguments",
+    "filters.sharpen": "no arguments", "filters.edge": "no arguments",
+    "weight_mask": "any pytree: a leaf named kernel is a weight, anything else is not",
     "relu": "any numeric array (max(x, 0) is exact for integers)",
     "tanh": "any numeric array (integers are promoted to float, as jnp.tanh does)",
 }

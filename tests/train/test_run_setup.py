@@ -20,7 +20,7 @@ def test_the_model_is_built_once_and_handed_to_the_executor(monkeypatch, paralle
     config = TrainConfig(dataset="digits", batch_size=64, eval_batch_size=64, train_examples=128,
                          test_examples=64, devices=2, parallel=parallel)
     run = run_setup.setup_run(config)
-    assert calls == [("lenet5", {"num_classes": 10, "conv_impl": "auto"})]
+    assert calls == [("lenet5", {"num_classes": 10, "conv_impl": "auto", "dtype": "float32"})]
     assert run.model.conv_impl == "auto" and run.state.apply_fn == run.model.apply
     assert run.steps_per_epoch == 2 and run.augmentation is None  # digits: not augmented
     executor = run.executor
