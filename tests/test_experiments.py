@@ -138,3 +138,19 @@ def test_accelerator_check_quick_mode_runs_on_the_cpu(tmp_path):
         assert run["test_accuracy"] > 0.5  # 20 Adam steps on MNIST
     assert report["bench"][0]["models"][0]["model"] == "lenet5"
     assert "conv agreement" in result.stdout and "training bfloat16" in result.stdout
+
+
+def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
+    """experiments/loop_overhead.py: one tiny round gives positive img/s and the three ratios."""
+    import re
+
+    load_recipe("loop_overhead").main(["--rounds", "1", "--train-examples", "256"])
+    out = capsys.readouterr().out
+    median = [line for line in out.splitlines() if line.startswith("median")]
+    assert len(median) == 1, out
+    numbers = re.findall(r"(\d+) img/s", median[0])
+    ratios = [float(r) for r in re.findall(r"\((\d+\.\d+)x\)", median[0])]
+    assert len(numbers) == 3 and all(int(n) > 0 for n in numbers), median
+    # The ratios are the loop's img/s over the step's, as printed.
+    step, loop, plain = (int(n) for n in numbers)
+    assert ratios == pytest.approx([loop / step, plain / step], abs=0.006)
