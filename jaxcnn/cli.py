@@ -4,6 +4,7 @@
     jaxcnn eval --workdir DIR     evaluate the latest checkpoint of a run on its test split
     jaxcnn summary MODEL          print a model's layer table (shapes, params, MACs)
     jaxcnn bench [options]        time train/eval steps against PyTorch (see experiments/PERFORMANCE.md)
+    jaxcnn launch --processes N -- train ...   a multi-process run as N local processes (loopback)
 
 Bad arguments exit with status 2 and one line on stderr (an explanation of
 several lines, such as the places a dataset was looked for, keeps its lines),
@@ -26,6 +27,9 @@ from jaxcnn.cli_messages import flag_names, format_error
 from jaxcnn.train.config import HOST_DEVICE_FLAG, TrainConfig, default_workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# jaxcnn train's multi-process flags (not part of the run's TrainConfig).
+_PROCESS_FLAGS = ("coordinator", "num_processes", "process_id", "heartbeat_timeout")
+DEFAULT_HEARTBEAT_SECONDS = 100  # jax.distributed's own default
 _DEFAULTS = TrainConfig()
 
 
@@ -124,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(_flag(name) for name in _DEFAULTS.resume_changeable)} may change")
     add("--no-progress", dest="no_progress", action="store_true",
         help="no progress bar (one summary line per epoch only)")
+    processes = train.add_argument_group(
+        "several processes (one per host; jax.distributed)",
+        "Give all three to join a multi-process run; on a Cloud TPU pod slice, under Slurm or "
+        "Open MPI, or with JAX_COORDINATOR_ADDRESS set, the run joins without them. --devices "
+        "then counts each process's devices and --batch-size is the global batch.")
+    processes.add_argument("--coordinator", metavar="HOST:PORT",
+                           help="address of process 0, which serves the runtime there; 'auto': "
+                           "let jax.distributed detect the cluster (e.g. a GCE TPU VM pod)")
+    processes.add_argument("--num-processes", dest="num_processes", metavar="N",
+                           type=_positive_int, help="number of processes in the run")
+    processes.add_argument("--process-id", dest="process_id", metavar="I", type=_natural_int,
+                           help="this process's index, 0 .. N-1 (0 writes the logs)")
+    processes.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", metavar="SECONDS",
+                           type=_positive_int,
+                           help="a process silent this long counts as dead and the others stop "
+                           f"with an error; default: {DEFAULT_HEARTBEAT_SECONDS}")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -158,7 +178,49 @@ def build_parser() -> argparse.ArgumentParser:
         "forward+backward per implementation.")
     add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
+
+    launch = commands.add_parser(
+        "launch", help="run `jaxcnn train` as N local processes of one multi-process run",
+        description="Start N local processes on loopback (a free port), each running the "
+        "given jaxcnn train command as one process of a multi-process run: for tests and "
+        "demos of the multi-host path on one machine. Exits with the first failing "
+        "process's status (the others are stopped) or 0.",
+        epilog="example:\n"
+        "  jaxcnn launch --processes 2 --devices-per-process 2 -- train --model resnet20 "
+        "--dataset digits --epochs 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    launch.add_argument("--processes", required=True, type=_positive_int, metavar="N",
+                        help="number of processes")
+    launch.add_argument("--devices-per-process", dest="devices_per_process", type=_positive_int,
+                        metavar="K", default=None,
+                        help="CPU devices each process simulates (also its --devices); default: "
+                        "the platform's")
+    launch.add_argument("--port", type=_positive_int, default=None,
+                        help="coordinator port on 127.0.0.1; default: a free one")
+    launch.add_argument("train_command", nargs=argparse.REMAINDER, metavar="-- train ...",
+                        help="the jaxcnn train command every process runs")
+    launch.set_defaults(handler=_launch)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _natural_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -229,7 +291,8 @@ def _quiet_third_party_logs(debug: bool) -> None:
 
 def _train(args) -> int:
     given = {k: v for k, v in vars(args).items()
-             if k not in ("command", "handler", "workdir", "resume", "no_progress", "debug")}
+             if k not in ("command", "handler", "workdir", "resume", "no_progress", "debug",
+                          *_PROCESS_FLAGS)}
     if args.__dict__.get("resume"):
         # Without --workdir, the default workdir of the given (or default) model/dataset.
         workdir = Path(args.workdir) if "workdir" in args else default_workdir(
@@ -238,6 +301,9 @@ def _train(args) -> int:
     else:
         config = TrainConfig(**given)
         workdir = Path(args.workdir) if "workdir" in args else default_workdir(config)
+    if isinstance(config.devices, int):
+        _simulate_host_devices(config.devices)  # before the runtime starts the devices
+    _join_processes(args)
     return run_training(config, workdir, resume=bool(args.__dict__.get("resume")),
                         progress=not args.__dict__.get("no_progress"),
                         debug=args.__dict__.get("debug", False))
@@ -275,9 +341,32 @@ def run_training(config: TrainConfig, workdir, *, resume: bool = False,
         print(f"\ninterrupted; continue with: jaxcnn train --workdir {workdir} --resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"final test accuracy {100 * final['test_accuracy']:.2f}% "
-          f"(loss {final['test_loss']:.4f}); outputs in {workdir}")
+    from jaxcnn.train.distributed import is_main_process
+
+    if is_main_process():
+        print(f"final test accuracy {100 * final['test_accuracy']:.2f}% "
+              f"(loss {final['test_loss']:.4f}); outputs in {workdir}")
     return EXIT_OK
+
+
+def _join_processes(args) -> None:
+    """``--coordinator/--num-processes/--process-id`` (or a detected cluster) -> jax.distributed."""
+    from jaxcnn.train import distributed
+
+    settings = {name: args.__dict__.get(name) for name in _PROCESS_FLAGS}
+    distributed.initialize(
+        settings["coordinator"], settings["num_processes"], settings["process_id"],
+        heartbeat_timeout_seconds=settings["heartbeat_timeout"] or DEFAULT_HEARTBEAT_SECONDS)
+
+
+def _launch(args) -> int:
+    from jaxcnn.train.launcher import launch_local
+
+    command = list(args.train_command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return launch_local(args.processes, command, devices_per_process=args.devices_per_process,
+                        port=args.port)
 
 
 def _eval(args) -> int:

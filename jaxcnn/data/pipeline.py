@@ -48,6 +48,7 @@ def batches(
     shuffle: bool = True,
     drop_remainder: bool = False,
     start_batch: int = 0,
+    rows: slice | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Iterate over one epoch of ``dataset`` in batches.
 
@@ -61,10 +62,15 @@ def batches(
         start_batch: number of batches of this epoch already consumed; iteration
             starts at batch ``start_batch`` of the same order (0 ..
             ``num_batches(N, batch_size, drop_remainder)``).
+        rows: read only these rows of every batch (``slice(start, stop)``, e.g.
+            one process's part of a global batch in a multi-process run:
+            :meth:`jaxcnn.train.executors.Sharded.local_rows`); the batches
+            themselves, and so the order, are unchanged. Default: all rows.
 
     Yields:
         ``(images, labels)``: ``(B, H, W, C)`` uint8 and ``(B,)`` int32 NumPy
-        copies, ``B = batch_size`` except possibly for the last batch.
+        copies, ``B = batch_size`` except possibly for the last batch (with
+        ``rows``, ``B`` is the number of rows it selects).
     """
     if not isinstance(dataset, ArrayDataset):
         raise ValueError(f"dataset must be an ArrayDataset, got {type(dataset).__name__}")
@@ -76,10 +82,13 @@ def batches(
         )
     # Validate eagerly: a generator body would only run at the first next().
     order = epoch_permutation(seed, epoch, len(dataset)) if shuffle else np.arange(len(dataset))
-    return _iterate(dataset, order, batch_size, range(start_batch, total))
+    if rows is not None and not (isinstance(rows, slice) and rows.step in (None, 1)):
+        raise ValueError(f"rows must be a slice(start, stop) of each batch, got {rows!r}")
+    return _iterate(dataset, order, batch_size, range(start_batch, total),
+                    slice(None) if rows is None else rows)
 
 
-def _iterate(dataset, order, batch_size, batch_indices):
+def _iterate(dataset, order, batch_size, batch_indices, rows: slice):
     for index in batch_indices:
-        chosen = order[index * batch_size : (index + 1) * batch_size]
+        chosen = order[index * batch_size : (index + 1) * batch_size][rows]
         yield dataset.images[chosen], dataset.labels[chosen]

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from jaxcnn import data
@@ -56,7 +57,8 @@ def recompute_after_training(config, state, train_set, test_set, preprocess_eval
     ``config.epochs`` (a pass the training never made), ``config.batch_size``
     each, with the evaluation preprocessing (no augmentation). Evaluates the
     new state on ``test_set``, prints before/after and writes both to
-    ``<workdir>/batch_stats_recomputed.json``.
+    ``<workdir>/batch_stats_recomputed.json`` (process 0 of a multi-process
+    run; every process computes the same on one of its devices).
 
     Args:
       config: the run's :class:`jaxcnn.train.config.TrainConfig`.
@@ -74,8 +76,10 @@ def recompute_after_training(config, state, train_set, test_set, preprocess_eval
     count = min(config.recompute_batch_stats, data.num_batches(len(train_set), config.batch_size,
                                                                 drop_remainder=True))
     report = {"batches": count, "before": dict(before), "after": after}
-    Path(workdir, RECOMPUTE_FILENAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    print(f"batch-norm statistics recomputed over {count} training batches: test accuracy "
-          f"{100 * before['accuracy']:.2f}% -> {100 * after['accuracy']:.2f}% "
-          f"(loss {before['loss']:.4f} -> {after['loss']:.4f})", flush=True)
+    if jax.process_index() == 0:  # every process computed the same; one writes
+        Path(workdir, RECOMPUTE_FILENAME).write_text(
+            json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(f"batch-norm statistics recomputed over {count} training batches: test accuracy "
+              f"{100 * before['accuracy']:.2f}% -> {100 * after['accuracy']:.2f}% "
+              f"(loss {before['loss']:.4f} -> {after['loss']:.4f})", flush=True)
     return new_state, report

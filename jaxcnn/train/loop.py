@@ -14,6 +14,12 @@ order depends only on (seed, epoch), augmentation keys on (seed, epoch, batch)
 and dropout keys on (seed, step), so a run resumed from any checkpoint --
 including one written mid-epoch before a ``kill -9`` -- computes the same
 numbers as an uninterrupted run.
+
+Several processes (:mod:`jaxcnn.train.distributed`): every process runs this
+same loop on the same data order and reads only its rows of each batch; the
+metrics are replicated, so every process holds the same ``Position``. Every
+process takes part in checkpoints; process 0 alone prints, shows the progress
+bar and writes ``config.json``, ``metrics.jsonl`` and ``curves.png``.
 """
 from __future__ import annotations
 
@@ -27,8 +33,8 @@ from tqdm.auto import tqdm
 
 from jaxcnn import data
 from jaxcnn.native.malloc import keep_freed_memory
+from jaxcnn.train import distributed, steps
 from jaxcnn.train import metrics as metrics_io
-from jaxcnn.train import steps
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
@@ -112,9 +118,12 @@ def train_and_evaluate(
     checkpoint_dir = workdir / CHECKPOINT_SUBDIR
     _check_workdir(config, workdir, checkpoint_dir, resume)
     run = setup_run(config)
-    config.save(workdir)
+    main = distributed.is_main_process()
+    say = print if main else _silent
+    if main:
+        config.save(workdir)
     with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
-        print(
+        say(
             f"training {config.model} on {config.dataset} ({len(run.train_set)} train / "
             f"{len(run.test_set)} test images{data.describe_augmentation(run.augmentation)}): "
             f"{_count(config.epochs, 'epoch')} x {_count(run.steps_per_epoch, 'step')} of "
@@ -128,7 +137,7 @@ def train_and_evaluate(
         if resume:
             restored = checkpointer.restore_latest(state)
             if restored is None:
-                print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+                say(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
             else:
                 state, metadata = restored
                 if metadata.get("data_seed") != config.seed:
@@ -136,17 +145,19 @@ def train_and_evaluate(
                         f"the checkpoint in {checkpoint_dir} was written with data seed "
                         f"{metadata.get('data_seed')}, the config says {config.seed}")
                 position = Position(**metadata["position"])
-                print(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
-                      f"(step {int(state.step)})")
-        metrics_io.write_metrics(workdir, position.history)
-        runner = _EpochRunner(run, checkpointer, progress)
+                say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
+                    f"(step {int(state.step)})")
+        if main:
+            metrics_io.write_metrics(workdir, position.history)
+        runner = _EpochRunner(run, checkpointer, progress and main)
         device_state = run.executor.place(state)
         while position.epoch < config.epochs:
             device_state = runner.run_epoch(device_state, position)
             position = position.next_epoch()
-            metrics_io.write_metrics(workdir, position.history)
-            metrics_io.plot_curves(workdir, position.history)
-            print(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
+            if main:
+                metrics_io.write_metrics(workdir, position.history)
+                metrics_io.plot_curves(workdir, position.history)
+            say(metrics_io.format_record(position.history[-1], config.epochs), flush=True)
         final = dict(position.history[-1])
         if config.recompute_batch_stats and state.batch_stats:
             final.update(_recompute_batch_stats(config, run.executor, device_state, runner,
@@ -160,7 +171,7 @@ def _recompute_batch_stats(config, executor, device_state, runner, position, wor
     before = {"loss": last["test_loss"], "accuracy": last["test_accuracy"]}
     host, report = recompute_after_training(config, executor.to_host(device_state), runner.train_set,
                                             runner.test_set, runner.preprocess.eval, before, workdir)
-    runner.checkpointer.save(position.epoch, host, {
+    runner.checkpointer.save(position.epoch, executor.checkpoint_state(executor.place(host)), {
         "position": dataclasses.asdict(position), "data_seed": config.seed})
     return {"recomputed_test_loss": report["after"]["loss"],
             "recomputed_test_accuracy": report["after"]["accuracy"]}
@@ -224,14 +235,15 @@ class _EpochRunner:
         config, epoch = self.config, position.epoch
         epoch_start = time.perf_counter() - position.epoch_seconds
         epoch_key = jax.random.fold_in(self.augment_key, epoch)
+        # A process of a multi-process run reads only its rows of every batch.
+        local_rows = getattr(self.executor, "local_rows", None)
         batch_iter = data.batches(self.train_set, config.batch_size, seed=config.seed,
                                   epoch=epoch, shuffle=True, drop_remainder=True,
-                                  start_batch=position.batch)
+                                  start_batch=position.batch,
+                                  rows=None if local_rows is None else local_rows(config.batch_size))
         # The next batches go to the device (in the step's layout) while this step runs.
-        sharding = getattr(self.executor, "batch_sharding", None)
-        batch_iter = prefetch_to_device(
-            batch_iter, depth=PREFETCH_BATCHES,
-            put=None if sharding is None else (lambda batch: jax.device_put(batch, sharding)))
+        batch_iter = prefetch_to_device(batch_iter, depth=PREFETCH_BATCHES,
+                                        put=getattr(self.executor, "put_batch", None))
         # Step metrics stay on the device; the host reads them every READ_EVERY_STEPS
         # steps (the progress bar), before a checkpoint and at the epoch's end.
         buffer = StepMetricsBuffer()
@@ -303,12 +315,12 @@ class _EpochRunner:
         position.images += flushed.images
 
     def _save(self, state, position: Position, step: int) -> None:
-        host = self.executor.to_host(state)
+        saved = self.executor.checkpoint_state(state)
         # The loss of step s is computed before update s is applied, so a finite
         # loss does not prove the updated parameters finite: check before saving.
-        if not _all_finite(host.params):
+        if not _all_finite(saved.params):
             self._diverged(step, position, "the updated parameters are not finite")
-        self.checkpointer.save(position.epoch, host, {
+        self.checkpointer.save(position.epoch, saved, {
             "position": dataclasses.asdict(position), "data_seed": self.config.seed})
 
     def _diverged(self, step: int, position: Position, what: str):
@@ -370,6 +382,10 @@ def _batch_split(batch_size: int, executor) -> str:
     if devices == 1:
         return ""
     return f", each global batch of {batch_size} split {devices} x {batch_size // devices}"
+
+
+def _silent(*args, **kwargs) -> None:
+    """``print`` in the processes other than process 0 of a multi-process run."""
 
 
 def _count(number: int, noun: str) -> str:

@@ -43,7 +43,7 @@ def _optimizer_variables(optimizer: nnx.Optimizer) -> list[nnx.Variable]:
 
 
 class NNXExecutor:
-    """The loop's executor protocol (``place``, ``to_host``, ``train_step``, ``eval_step``) on NNX.
+    """The loop's executor protocol (``place``, ``to_host``, ``checkpoint_state``, ``train_step``, ``eval_step``) on NNX.
 
     Args:
       config: the run's TrainConfig (``model``, ``model_kwargs``, ``devices``, ``parallel``).
@@ -114,6 +114,9 @@ class NNXExecutor:
             batch_stats=variables.get("batch_stats", run.template.batch_stats),
             opt_state=opt_state,
         )
+
+    def checkpoint_state(self, run: NNXRun):
+        return self.to_host(run)
 
     def train_step(self, run: NNXRun, images, labels):
         if self.mesh is None:

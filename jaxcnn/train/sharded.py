@@ -46,6 +46,33 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(jax.devices()[:num_devices]), (MESH_AXIS,))
 
 
+def make_global_mesh(local_devices: int | None = None) -> Mesh:
+    """A 1-D mesh (axis ``"batch"``) over the first ``local_devices`` devices of every process.
+
+    Process 0's devices come first, so each process holds one contiguous block
+    of every batch. In a single process this is :func:`make_mesh`.
+
+    Args:
+      local_devices: devices per process; default: all of each process's.
+    """
+    if jax.process_count() == 1:
+        return make_mesh(local_devices)
+    available = jax.local_device_count()
+    if local_devices is None:
+        local_devices = available
+    if isinstance(local_devices, bool) or not isinstance(local_devices, int) or not (
+        1 <= local_devices <= available
+    ):
+        raise ValueError(f"local_devices must be an int in [1, {available}] (this process's "
+                         f"devices), got {local_devices!r}")
+    by_process: dict[int, list] = {}
+    for device in jax.devices():
+        by_process.setdefault(device.process_index, []).append(device)
+    chosen = [device for process in sorted(by_process)
+              for device in sorted(by_process[process], key=lambda d: d.id)[:local_devices]]
+    return Mesh(np.asarray(chosen), (MESH_AXIS,))
+
+
 def _batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(MESH_AXIS))
 
