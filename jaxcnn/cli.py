@@ -4,7 +4,7 @@
     jaxcnn eval --workdir DIR     evaluate the latest checkpoint of a run on its test split
     jaxcnn summary MODEL          print a model's layer table (shapes, params, MACs)
     jaxcnn bench [options]        time train/eval steps against PyTorch (see experiments/PERFORMANCE.md)
-    jaxcnn launch --processes N -- train ...   a multi-process run as N local processes (loopback)
+    jaxcnn launch --processes N -- train ...  run one training as N local processes (loopback)
 
 Bad arguments exit with status 2 and one line on stderr (an explanation of
 several lines, such as the places a dataset was looked for, keeps its lines),

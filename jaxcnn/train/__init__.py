@@ -10,8 +10,10 @@ Public API (see each module's docstrings):
                    check_labels, LabelOutOfRangeError (the jit-safe label-range check)
     parallel.py    BATCH_AXIS, replicate, unreplicate, shard, pmap_train_step, pmap_eval_step,
                    synchronize_batch_norm
-    sharded.py     make_mesh, shard_batch, replicate_state, partitionable, sharded_train_step,
-                   sharded_eval_step
+    sharded.py     make_mesh, make_global_mesh, shard_batch, replicate_state, partitionable,
+                   sharded_train_step, sharded_eval_step
+    distributed.py initialize, detected_cluster, is_main_process, local_rows: several processes
+    launcher.py    launch_local, free_port: `jaxcnn launch` (local processes on loopback)
     optim.py       make_optimizer, make_schedule, Plateau, learning_rate_scale
     checkpoint.py  Checkpointer, CheckpointWarning, CheckpointWriteError
     batch_stats.py recompute_batch_stats, batch_moments (population batch-norm statistics)
