@@ -268,3 +268,24 @@ def test_launch_stops_the_others_when_one_process_dies(tmp_path):
             os.killpg(launched.pid, signal.SIGKILL)
     assert launched.returncode == 128 + signal.SIGKILL
     assert f"process 1 exited with status {128 + signal.SIGKILL}; stopping the other 1" in err
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"parallel": "pmap"}, "parallel 'pmap' runs in one process only, use --parallel sharded"),
+    ({"api": "nnx"}, "api 'nnx' runs in one process only, use --api linen"),
+    ({"batch_size": 34}, "batch_size 34 must be divisible by the devices of all processes "
+                         "(2 processes x 2 devices = 4)"),
+])
+def test_a_multi_process_run_refuses_what_only_one_process_can_do(monkeypatch, changes, words):
+    import jax
+
+    from jaxcnn import models
+    from jaxcnn.train.config import TrainConfig
+    from jaxcnn.train.executors import make_executor
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    config = TrainConfig(model="lenet5", dataset="digits", devices=2, batch_size=32,
+                         eval_batch_size=32).replace(**changes)
+    with pytest.raises(ValueError) as error:
+        make_executor(config, models.get("lenet5", num_classes=10))
+    assert words in str(error.value)
