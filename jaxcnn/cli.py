@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(_flag(name) for name in _DEFAULTS.resume_changeable)} may change")
     add("--no-progress", dest="no_progress", action="store_true",
         help="no progress bar (one summary line per epoch only)")
+    add("--compilation-cache", dest="compilation_cache", metavar="DIR|off",
+        help="keep compiled XLA programs here, so the next run of the same command starts "
+        "without compiling; 'off' turns it off; default: $JAXCNN_COMPILATION_CACHE, else "
+        "~/.cache/jaxcnn/xla")
     processes = train.add_argument_group(
         "several processes (one per host; jax.distributed)",
         "Give all three to join a multi-process run; on a Cloud TPU pod slice, under Slurm or "
@@ -292,7 +296,7 @@ def _quiet_third_party_logs(debug: bool) -> None:
 def _train(args) -> int:
     given = {k: v for k, v in vars(args).items()
              if k not in ("command", "handler", "workdir", "resume", "no_progress", "debug",
-                          *_PROCESS_FLAGS)}
+                          "compilation_cache", *_PROCESS_FLAGS)}
     if args.__dict__.get("resume"):
         # Without --workdir, the default workdir of the given (or default) model/dataset.
         workdir = Path(args.workdir) if "workdir" in args else default_workdir(
@@ -304,6 +308,7 @@ def _train(args) -> int:
     if isinstance(config.devices, int):
         _simulate_host_devices(config.devices)  # before the runtime starts the devices
     _join_processes(args)
+    _use_compilation_cache(args.__dict__.get("compilation_cache"))
     return run_training(config, workdir, resume=bool(args.__dict__.get("resume")),
                         progress=not args.__dict__.get("no_progress"),
                         debug=args.__dict__.get("debug", False))
@@ -357,6 +362,14 @@ def _join_processes(args) -> None:
     distributed.initialize(
         settings["coordinator"], settings["num_processes"], settings["process_id"],
         heartbeat_timeout_seconds=settings["heartbeat_timeout"] or DEFAULT_HEARTBEAT_SECONDS)
+
+
+def _use_compilation_cache(setting: str | None) -> None:
+    from jaxcnn.train import compilation_cache
+
+    directory = compilation_cache.directory_for(setting)
+    if directory is not None:
+        compilation_cache.enable(directory)
 
 
 def _launch(args) -> int:

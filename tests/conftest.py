@@ -9,3 +9,7 @@ import os
 _FLAG = "--xla_force_host_platform_device_count=4"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+
+# The jaxcnn command keeps compiled programs in ~/.cache/jaxcnn/xla by default; the
+# tests stay hermetic (tests/train/test_compilation_cache.py turns it on explicitly).
+os.environ.setdefault("JAXCNN_COMPILATION_CACHE", "off")
