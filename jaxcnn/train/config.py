@@ -115,6 +115,9 @@ class TrainConfig:
       checkpoint_every_steps: also checkpoint every this many steps inside an
         epoch (0: only at epoch ends), so a killed run loses little;
         keep_checkpoints: how many checkpoints to keep.
+      eval_every_steps: also evaluate on the test split every this many steps
+        and record it in ``step_evals.jsonl`` with the wall time since the run
+        started (0: only at epoch ends, and no such file).
 
     A config is immutable, hashable and compared by value. The field groups
     that matter to a resumed run are properties: :attr:`resume_changeable`
@@ -189,6 +192,10 @@ class TrainConfig:
         200, parse=int, flag="--checkpoint-every", metavar="STEPS",
         help="also checkpoint every STEPS steps inside an epoch (0: epoch ends only)")
     keep_checkpoints: int = _option(3, parse=int, metavar="N", help="checkpoints to keep")
+    eval_every_steps: int = _option(
+        0, parse=int, flag="--eval-every", metavar="STEPS",
+        help="also evaluate on the test split every STEPS steps, into step_evals.jsonl with the "
+        "wall time since the start (time to accuracy); 0: epoch ends only")
     recompute_batch_stats: int = _option(
         0, parse=int, metavar="BATCHES",
         help="after training, recompute the batch-norm statistics as population estimates "
@@ -213,7 +220,8 @@ class TrainConfig:
         computation's precision, not the float32 checkpoint)."""
         return ("epochs", "data_dir", "eval_batch_size", "devices", "parallel", "conv_impl", "api",
                 "dtype",
-                "checkpoint_every_steps", "keep_checkpoints", "recompute_batch_stats")
+                "checkpoint_every_steps", "keep_checkpoints", "recompute_batch_stats",
+                "eval_every_steps")
 
     @property
     def model_and_optimizer_fields(self) -> tuple[str, ...]:
@@ -239,7 +247,8 @@ class TrainConfig:
             _require_int(name, getattr(self, name), minimum=1)
         if self.devices not in ("all", "auto"):
             _require_int("devices", self.devices, minimum=1)
-        for name in ("checkpoint_every_steps", "seed", "recompute_batch_stats"):
+        for name in ("checkpoint_every_steps", "seed", "recompute_batch_stats",
+                     "eval_every_steps"):
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("train_examples", "test_examples"):
             if getattr(self, name) is not None:

@@ -61,7 +61,9 @@ class Position:
 
     ``epoch`` is the 0-based index of the epoch in progress and ``batch`` the
     next batch to train in it (0 at an epoch boundary). ``history`` holds the
-    metrics records of the finished epochs.
+    metrics records of the finished epochs, ``step_evals`` the ``--eval-every``
+    records so far, and ``elapsed_seconds`` the run's wall time at the last
+    checkpoint or evaluation.
     """
 
     epoch: int = 0
@@ -72,9 +74,12 @@ class Position:
     train_seconds: float = 0.0
     epoch_seconds: float = 0.0
     history: list = dataclasses.field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    step_evals: list = dataclasses.field(default_factory=list)
 
     def next_epoch(self) -> Position:
-        return Position(epoch=self.epoch + 1, history=list(self.history))
+        return Position(epoch=self.epoch + 1, history=list(self.history),
+                        elapsed_seconds=self.elapsed_seconds, step_evals=list(self.step_evals))
 
 
 def train_and_evaluate(
@@ -112,6 +117,7 @@ def train_and_evaluate(
     Applies :func:`jaxcnn.native.malloc.keep_freed_memory` first (the run owns
     the process).
     """
+    started = time.perf_counter()
     keep_freed_memory()  # the run owns the process: keep XLA's per-step buffers mapped
     config.check_names()
     workdir = Path(workdir)
@@ -145,11 +151,15 @@ def train_and_evaluate(
                         f"the checkpoint in {checkpoint_dir} was written with data seed "
                         f"{metadata.get('data_seed')}, the config says {config.seed}")
                 position = Position(**metadata["position"])
+                started -= position.elapsed_seconds  # the wall time of the run so far
                 say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} "
                     f"(step {int(state.step)})")
         if main:
             metrics_io.write_metrics(workdir, position.history)
-        runner = _EpochRunner(run, checkpointer, progress and main)
+            if config.eval_every_steps:
+                metrics_io.write_step_evals(workdir, position.step_evals)
+        runner = _EpochRunner(run, checkpointer, progress and main, workdir if main else None,
+                              started)
         device_state = run.executor.place(state)
         while position.epoch < config.epochs:
             device_state = runner.run_epoch(device_state, position)
@@ -220,7 +230,10 @@ def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dic
 class _EpochRunner:
     """One epoch of training, evaluation and checkpoints."""
 
-    def __init__(self, run, checkpointer, progress: bool):
+    def __init__(self, run, checkpointer, progress: bool, log_dir: Path | None, started: float):
+        """``log_dir``: where ``step_evals.jsonl`` goes (None in processes that do not log);
+        ``started``: ``time.perf_counter()`` at the run's start."""
+        self.log_dir, self.started = log_dir, started
         self.config, self.executor, self.checkpointer = run.config, run.executor, checkpointer
         self.preprocess, self.train_set, self.test_set = run.preprocess, run.train_set, run.test_set
         self.steps_per_epoch, self.plateau, self.progress = run.steps_per_epoch, run.plateau, progress
@@ -259,14 +272,16 @@ class _EpochRunner:
                 buffer.add(step, step_metrics, len(labels))
                 position.batch += 1
                 bar.update(1)
-                every = config.checkpoint_every_steps
-                save_now = bool(every and step % every == 0
-                                and position.batch < self.steps_per_epoch)
-                if (save_now or position.batch % READ_EVERY_STEPS == 0
+                inside = position.batch < self.steps_per_epoch
+                save_now = _due(step, config.checkpoint_every_steps) and inside
+                evaluate_now = _due(step, config.eval_every_steps) and inside
+                if (save_now or evaluate_now or position.batch % READ_EVERY_STEPS == 0
                         or position.batch == self.steps_per_epoch):
                     self._read(buffer, position)
                     position.train_seconds += time.perf_counter() - segment_start
                     bar.set_postfix(_postfix(position), refresh=False)
+                    if evaluate_now:  # before the save, so the checkpoint holds its record
+                        self._record_step_eval(state, position, step)
                     if save_now:
                         position.epoch_seconds = time.perf_counter() - epoch_start
                         self._save(state, position, step)
@@ -276,6 +291,8 @@ class _EpochRunner:
         test = evaluate_dataset(self.executor.eval_step, state, self.test_set,
                                 config.eval_batch_size, self.preprocess.eval)
         test_loss, test_accuracy = test["loss"], test["accuracy"]
+        if config.eval_every_steps:
+            self._record_step_eval(state, position, (epoch + 1) * self.steps_per_epoch, test)
         if self.plateau is not None:
             host = self.plateau.observe(self.executor.to_host(state), test_accuracy)
             state = self.executor.place(host)
@@ -290,6 +307,7 @@ class _EpochRunner:
             "images_per_second": position.images / max(position.train_seconds, 1e-9),
             **({"test_top5_accuracy": test["top5_accuracy"]} if "top5_accuracy" in test else {}),
         }))
+        position.elapsed_seconds = time.perf_counter() - self.started
         self._save(state, position.next_epoch(), (epoch + 1) * self.steps_per_epoch)
         return state
 
@@ -314,7 +332,26 @@ class _EpochRunner:
         position.correct_sum += flushed.correct_sum
         position.images += flushed.images
 
+    def _record_step_eval(self, state, position: Position, step: int, test: dict | None = None):
+        """Evaluate (unless ``test`` is given) and append a ``step_evals.jsonl`` record."""
+        if test is None:
+            test = evaluate_dataset(self.executor.eval_step, state, self.test_set,
+                                    self.config.eval_batch_size, self.preprocess.eval)
+        position.elapsed_seconds = time.perf_counter() - self.started
+        position.step_evals.append({
+            "step": step,
+            "epoch": position.epoch + position.batch / self.steps_per_epoch,
+            "train_loss": position.loss_sum / position.images,
+            "train_accuracy": position.correct_sum / position.images,
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "elapsed_seconds": position.elapsed_seconds,
+        })
+        if self.log_dir is not None:
+            metrics_io.write_step_evals(self.log_dir, position.step_evals)
+
     def _save(self, state, position: Position, step: int) -> None:
+        position.elapsed_seconds = time.perf_counter() - self.started
         saved = self.executor.checkpoint_state(state)
         # The loss of step s is computed before update s is applied, so a finite
         # loss does not prove the updated parameters finite: check before saving.
@@ -382,6 +419,11 @@ def _batch_split(batch_size: int, executor) -> str:
     if devices == 1:
         return ""
     return f", each global batch of {batch_size} split {devices} x {batch_size // devices}"
+
+
+def _due(step: int, every: int) -> bool:
+    """Whether something done every ``every`` steps (0: never) is due after ``step``."""
+    return bool(every) and step % every == 0
 
 
 def _silent(*args, **kwargs) -> None:

@@ -33,6 +33,10 @@ RECORD_KEYS = (
 OPTIONAL_RECORD_KEYS = ("test_top5_accuracy",)
 METRICS_FILENAME = "metrics.jsonl"
 CURVES_FILENAME = "curves.png"
+# ``--eval-every STEPS``: one record per evaluation inside and at the end of epochs.
+STEP_EVALS_FILENAME = "step_evals.jsonl"
+STEP_EVAL_KEYS = ("step", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                  "elapsed_seconds")
 
 
 def check_record(record: Mapping) -> dict:
@@ -60,6 +64,38 @@ def write_metrics(workdir: str | Path, records: Sequence[Mapping]) -> Path:
     tmp.write_text("".join(line + "\n" for line in lines))
     os.replace(tmp, path)
     return path
+
+
+def write_step_evals(workdir: str | Path, records: Sequence[Mapping]) -> Path:
+    """(Re)write ``<workdir>/step_evals.jsonl`` atomically: one line per ``--eval-every`` evaluation.
+
+    A record has exactly :data:`STEP_EVAL_KEYS`: ``step`` (the updates done),
+    ``epoch`` (fractional: 1.5 = half-way through the second epoch),
+    ``train_loss``/``train_accuracy`` (the running means of the epoch so far),
+    ``test_loss``/``test_accuracy``, and ``elapsed_seconds``: wall time since
+    the run started (set-up, compilation, training and evaluations; a resumed
+    run continues from the checkpoint's value).
+    """
+    path = Path(workdir) / STEP_EVALS_FILENAME
+    lines = []
+    for record in records:
+        if sorted(record) != sorted(STEP_EVAL_KEYS):
+            raise ValueError(f"a step evaluation record needs exactly the keys {list(STEP_EVAL_KEYS)}, "
+                             f"got {sorted(record)}")
+        lines.append(json.dumps({k: (int(record[k]) if k == "step" else float(record[k]))
+                                 for k in STEP_EVAL_KEYS}))
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+    return path
+
+
+def read_step_evals(workdir: str | Path) -> list[dict]:
+    """The records of ``<workdir>/step_evals.jsonl`` ([] when the file does not exist)."""
+    path = Path(workdir) / STEP_EVALS_FILENAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:

@@ -421,3 +421,30 @@ def test_the_loop_reads_step_metrics_only_every_few_steps(tmp_path, monkeypatch,
     # Reads before the first flush belong to setup (init, checks); from one flush to the
     # next the 10 steps ran without a single host read.
     assert [gaps[i] for i in nonempty[1:]] == [0, 0]
+
+
+def test_eval_every_records_test_metrics_at_those_steps_and_survives_a_resume(
+        reference, tmp_path, monkeypatch):
+    """--eval-every 8: steps 8, 16, 24, 32, 40 inside the epochs and 22, 44 at their ends."""
+    from jaxcnn.train.loop import train_and_evaluate
+
+    config = digits_config(eval_every_steps=8)
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 35)  # after the checkpoint at step 30
+        with pytest.raises(KeyboardInterrupt):
+            train_and_evaluate(config, tmp_path, progress=False)
+    assert [r["step"] for r in metrics_io.read_step_evals(tmp_path)] == [8, 16, 22, 24, 32]
+    train_and_evaluate(config, tmp_path, resume=True, progress=False)
+    records = metrics_io.read_step_evals(tmp_path)
+    assert [r["step"] for r in records] == [8, 16, 22, 24, 32, 40, 44]
+    assert [r["epoch"] for r in records] == pytest.approx(
+        [8 / 22, 16 / 22, 1.0, 1 + 2 / 22, 1 + 10 / 22, 1 + 18 / 22, 2.0])
+    elapsed = [r["elapsed_seconds"] for r in records]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    # The epoch-end records are the epochs' own metrics; evaluating does not change training.
+    for record, epoch in zip([records[2], records[-1]], reference[2]):
+        for key in ("train_loss", "test_loss", "test_accuracy"):
+            assert record[key] == pytest.approx(epoch[key], abs=1e-6)
+    assert_same_metrics(metrics_io.read_metrics(tmp_path), reference[2])
+    with pytest.raises(ValueError, match="eval_every_steps must be"):
+        digits_config(eval_every_steps=-1)
