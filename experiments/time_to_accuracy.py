@@ -1,0 +1,184 @@
+"""Time to accuracy: the same recipe trained by `jaxcnn train` and by PyTorch, in one run.
+
+    python experiments/time_to_accuracy.py [--target 0.99] [--epochs 2] [--eval-every 100]
+        [--optimizer sgd --lr 0.05 --momentum 0.9 --schedule cosine] [--seed 0] [--torch-seed 0]
+
+The course's recipe by default: LeNet-5 on MNIST, SGD with momentum 0.9, lr 0.05
+with a cosine decay to 0 over the run, batch 128, no augmentation, inputs
+standardised with MNIST's mean and std, an evaluation on the whole test split
+every `--eval-every` steps. About 3-4 minutes on a 2-core CPU.
+
+- jaxcnn: `python -m jaxcnn train ... --eval-every N --compilation-cache off`
+  in a subprocess, as a user runs it (start-up and compilation included);
+  `step_evals.jsonl` gives each evaluation's step and wall time.
+- PyTorch: `jaxcnn.bench.torch_models.torch_model("lenet5")` (the same layers,
+  PyTorch's default initialisation) trained in this process on the same batches
+  in the same order (`jaxcnn.data.batches` with the same seed), with the same
+  normalisation, optimizer, schedule and evaluation points; wall time from
+  loading the data (as jaxcnn's clock), evaluations included.
+The table gives, for each, the first evaluated step at or above `--target`,
+its wall time, and the last evaluation; then jaxcnn's / PyTorch's wall time.
+Only ratios measured in one run mean anything (hosts differ).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=float, default=0.99, help="test accuracy to reach")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    parser.add_argument("--seed", type=int, default=0, help="jaxcnn's seed (init and data order)")
+    parser.add_argument("--torch-seed", type=int, default=0, help="PyTorch's init seed")
+    parser.add_argument("--train-examples", type=int, default=None, help="smaller runs (tests)")
+    parser.add_argument("--test-examples", type=int, default=None)
+    parser.add_argument("--jaxcnn-flags", default="",
+                        help="more `jaxcnn train` flags, e.g. '--warmup-epochs 0.2'")
+    parser.add_argument("--workdir", default=None, help="jaxcnn's workdir (default: a temporary one)")
+    return parser.parse_args(argv)
+
+
+def _run_jaxcnn(args, workdir: Path) -> dict:
+    command = [sys.executable, "-m", "jaxcnn", "train", "--model", "lenet5", "--dataset", "mnist",
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+               "--optimizer", args.optimizer, "--lr", str(args.lr), "--momentum",
+               str(args.momentum), "--schedule", args.schedule, "--no-augment",
+               "--seed", str(args.seed), "--eval-every", str(args.eval_every),
+               "--devices", "1", "--compilation-cache", "off", "--no-progress",
+               "--workdir", str(workdir), *args.jaxcnn_flags.split()]
+    for flag, value in (("--train-examples", args.train_examples),
+                        ("--test-examples", args.test_examples)):
+        if value is not None:
+            command += [flag, str(value)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"jaxcnn train failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
+    records = [json.loads(line) for line in (workdir / "step_evals.jsonl").read_text().splitlines()]
+    return {"evals": [(r["step"], r["test_accuracy"], r["elapsed_seconds"]) for r in records],
+            "process_seconds": wall}
+
+
+def _run_torch(args) -> dict:
+    import numpy as np
+    import torch
+
+    from jaxcnn import data
+    from jaxcnn.bench.torch_models import torch_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()  # like jaxcnn's clock: data loading onwards
+    train_set, test_set = data.load("mnist", "train"), data.load("mnist", "test")
+    if args.train_examples:
+        train_set = train_set.subset(slice(0, args.train_examples))
+    if args.test_examples:
+        test_set = test_set.subset(slice(0, args.test_examples))
+    mean, std = data.normalization_stats("mnist", train_set)
+
+    def to_torch(images):
+        x = (images.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    test_images, test_labels = to_torch(test_set.images), torch.from_numpy(test_set.labels.astype(np.int64))
+    torch.manual_seed(args.torch_seed)
+    model = torch_model("lenet5", 10)
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps_per_epoch = data.num_batches(len(train_set), args.batch_size, drop_remainder=True)
+    total = steps_per_epoch * args.epochs
+
+    def lr_at(step):  # optax.cosine_decay_schedule(lr, total): lr at the update's count
+        if args.schedule == "constant":
+            return args.lr
+        return 0.5 * args.lr * (1 + math.cos(math.pi * min(step, total) / total))
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            correct = sum(int((model(test_images[i:i + 1000]).argmax(1)
+                               == test_labels[i:i + 1000]).sum())
+                          for i in range(0, len(test_labels), 1000))
+        model.train()
+        return correct / len(test_labels)
+
+    evals, step = [], 0
+    for epoch in range(args.epochs):
+        for images, labels in data.batches(train_set, args.batch_size, seed=args.seed, epoch=epoch,
+                                           shuffle=True, drop_remainder=True):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            loss = torch.nn.functional.cross_entropy(model(to_torch(images)),
+                                                     torch.from_numpy(labels.astype(np.int64)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % args.eval_every == 0 or step == total:
+                evals.append((step, evaluate(), time.perf_counter() - started))
+    return {"evals": evals, "process_seconds": None}
+
+
+def _first_at(evals, target):
+    return next(((step, seconds) for step, accuracy, seconds in evals if accuracy >= target),
+                (None, None))
+
+
+def _table(results: dict, target: float) -> list[str]:
+    lines = [f"{'library':<8} {'first step >= ' + format(target, '.2%'):>20} {'wall s there':>13} "
+             f"{'last step':>10} {'last acc':>9} {'wall s':>8}"]
+    for name, result in results.items():
+        step, seconds = _first_at(result["evals"], target)
+        last_step, last_accuracy, last_seconds = result["evals"][-1]
+        lines.append(f"{name:<8} {('not reached' if step is None else str(step)):>20} "
+                     f"{('-' if seconds is None else f'{seconds:.1f}'):>13} {last_step:>10} "
+                     f"{last_accuracy:>9.2%} {last_seconds:>8.1f}")
+    return lines
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or Path(scratch) / "jaxcnn")
+        print(f"LeNet-5 on MNIST, {args.optimizer} lr {args.lr}"
+              f"{f' momentum {args.momentum}' if args.optimizer == 'sgd' else ''} "
+              f"({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, no augmentation, "
+              f"evaluation every {args.eval_every} steps; target {args.target:.2%}", flush=True)
+        results = {"jaxcnn": _run_jaxcnn(args, workdir)}
+        print(f"jaxcnn done ({results['jaxcnn']['process_seconds']:.1f} s as a process)", flush=True)
+        results["pytorch"] = _run_torch(args)
+    for line in _table(results, args.target):
+        print(line)
+    jax_step, jax_seconds = _first_at(results["jaxcnn"]["evals"], args.target)
+    torch_step, torch_seconds = _first_at(results["pytorch"]["evals"], args.target)
+    if jax_seconds is not None and torch_seconds is not None:
+        print(f"time to {args.target:.2%}: jaxcnn / PyTorch = {jax_seconds / torch_seconds:.2f}")
+    else:
+        print(f"time to {args.target:.2%}: not compared (not reached by "
+              f"{' and '.join(n for n, s in (('jaxcnn', jax_step), ('PyTorch', torch_step)) if s is None)})")
+    for name, result in results.items():
+        print(f"{name} evaluations (step, accuracy, wall s): "
+              + ", ".join(f"({s}, {a:.4f}, {t:.1f})" for s, a, t in result["evals"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
