@@ -64,7 +64,8 @@ def tiny_report():
 
 def test_report_structure_and_derived_numbers(tiny_report):
     report = tiny_report
-    assert set(report) == {"machine", "settings", "matmul", "models", "layers"}
+    assert set(report) == {"machine", "settings", "matmul", "models", "layers", "memory"}
+    assert report["memory"] == []  # measured only with memory=True
     matmul = report["matmul"]
     assert matmul["peak_gflops"] == max(v for k, v in matmul.items()
                                         if k.endswith("_gflops") and k != "peak_gflops" and v)
@@ -174,3 +175,32 @@ def test_per_layer_skips_implementations_that_cannot_compute_a_layer():
     })
     grouped_row = next(line for line in text.splitlines() if line.startswith("grouped"))
     assert " - " in grouped_row  # a missing implementation shows as "-"
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs PyTorch")
+def test_memory_mode_measures_fresh_processes_and_tables_the_ratio(capsys):
+    """`jaxcnn bench --memory`: three fresh processes per model; the table's ratio is theirs."""
+    assert cli_main(["bench", "--models", "lenet5", "--batch-size", "8", "--rounds", "1",
+                     "--iterations", "1", "--warmup", "0", "--pause", "0", "--matmul-size", "32",
+                     "--memory"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("model") and "PyTorch" in line
+                  and "glibc" in line)
+    row = out.splitlines()[out.splitlines().index(header) + 2].split()
+    assert row[:2] == ["lenet5", "8"]
+    mine, plain, theirs = (float(v) for v in row[2:5])
+    assert min(mine, plain, theirs) > 50  # a Python process with its library loaded
+    assert float(row[5].rstrip("x")) == pytest.approx(mine / theirs, abs=0.006)
+
+
+def test_peak_memory_grows_with_what_the_process_holds():
+    """In a fresh process: this test process's high-water mark may already be above any block."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from jaxcnn.bench.memory import peak_memory_mb; "
+            "before = peak_memory_mb(); block = np.ones(128 * 2**20 // 8); "
+            "print(peak_memory_mb() - before)")
+    grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True, timeout=120).stdout)
+    assert 120 < grown < 200  # the 128 MiB block (134 MB), touched by np.ones

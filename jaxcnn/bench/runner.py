@@ -41,6 +41,10 @@ class BenchSettings:
       conv_impl: if set, every model is built with ``models.get(name,
         conv_impl=conv_impl)`` (to measure an alternative to the default,
         :data:`jaxcnn.functional.conv.DEFAULT_CONV_IMPL`).
+      memory: also measure each model's peak resident memory in training,
+        in fresh processes (:mod:`jaxcnn.bench.memory`): jaxcnn as
+        ``jaxcnn train`` runs it, jaxcnn with glibc's default malloc, and
+        PyTorch (with ``with_torch``).
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -57,6 +61,7 @@ class BenchSettings:
     per_layer: bool = False
     impls: tuple[str, ...] = ()
     conv_impl: str | None = None
+    memory: bool = False
 
     def __post_init__(self):
         from jaxcnn import models
@@ -147,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="conv implementations for --per-layer; default: all")
     add("--conv-impl", default=None, metavar="IMPL",
         help="build every model with this conv_impl (to measure alternatives); default: the models' own")
+    add("--memory", action="store_true",
+        help="also measure each model's peak resident memory while training (fresh processes: "
+        "jaxcnn, jaxcnn with glibc's default malloc, PyTorch)")
     add("--json", dest="json_path", default=None, metavar="PATH",
         help="also write the full report (every round's time) as JSON")
 
@@ -173,6 +181,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         per_layer=args.per_layer,
         impls=impls,
         conv_impl=args.conv_impl,
+        memory=args.memory,
     )
 
 
@@ -188,7 +197,8 @@ def run_benchmark(settings: BenchSettings, *, log=None) -> dict:
          "settings": dataclasses.asdict(settings),
          "matmul": {"size", "xla_gflops", "torch_gflops", "peak_gflops"},
          "models": [benchmark_model(...) per model and batch size],
-         "layers": {model: benchmark_conv_layers(...)}   # {} without per_layer}
+         "layers": {model: benchmark_conv_layers(...)},  # {} without per_layer
+         "memory": [{"model", "batch_size", "runs": [measure_training_memory(...)]}]}  # [] without memory
     """
     from jaxcnn.native.malloc import keep_freed_memory
 
@@ -256,6 +266,20 @@ def _measure(settings: BenchSettings, torch_version, say) -> dict:
                 iterations=settings.iterations, pause=settings.pause,
                 with_torch=settings.with_torch, peak_gflops=peak,
             )
+    report["memory"] = []
+    if settings.memory:
+        from jaxcnn.bench.memory import measure_training_memory
+
+        variants = [("jaxcnn", True), ("jaxcnn", False)]
+        if settings.with_torch and settings.torch_device == "cpu":
+            variants.append(("pytorch", True))
+        for name in settings.models:
+            for batch_size in settings.batch_sizes:
+                say(f"{name} at batch {batch_size}: peak memory while training")
+                report["memory"].append({
+                    "model": name, "batch_size": batch_size,
+                    "runs": [measure_training_memory(library, name, batch_size, malloc_tuning=tuned)
+                             for library, tuned in variants]})
     report["machine"]["load_average_end"] = load_average()
     return report
 
@@ -296,6 +320,17 @@ def format_report(report: dict) -> str:
                 f"{result['jax'][f'first_{phase}_step_ms'] / 1e3:.1f} s",
             ))
     lines += _table(rows)
+    if report.get("memory"):
+        lines += ["", "peak resident memory of a training process (MB; fresh process each)"]
+        rows = [("model", "batch", "jaxcnn", "jaxcnn, glibc malloc", "PyTorch", "jaxcnn / PyTorch")]
+        for entry in report["memory"]:
+            peaks = {(run["library"], run["malloc_tuning"]): run["peak_mb"] for run in entry["runs"]}
+            mine, plain = peaks[("jaxcnn", True)], peaks[("jaxcnn", False)]
+            theirs = peaks.get(("pytorch", None))
+            rows.append((entry["model"], str(entry["batch_size"]), f"{mine:.0f}", f"{plain:.0f}",
+                         "-" if theirs is None else f"{theirs:.0f}",
+                         "-" if theirs is None else f"{mine / theirs:.2f}x ({plain / theirs:.2f}x)"))
+        lines += _table(rows)
     for model, layers in report.get("layers", {}).items():
         if not layers:
             continue
