@@ -177,6 +177,7 @@ def test_per_layer_skips_implementations_that_cannot_compute_a_layer():
     assert " - " in grouped_row  # a missing implementation shows as "-"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_TORCH, reason="needs PyTorch")
 def test_memory_mode_measures_fresh_processes_and_tables_the_ratio(capsys):
     """`jaxcnn bench --memory`: three fresh processes per model; the table's ratio is theirs."""

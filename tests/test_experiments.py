@@ -156,6 +156,7 @@ def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
     assert ratios == pytest.approx([loop / step, plain / step], abs=0.006)
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_trains_both_libraries_on_the_same_batches(capsys):
     """experiments/time_to_accuracy.py at a tiny size: both reach the target, the ratio printed."""
     import re
