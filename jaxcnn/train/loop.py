@@ -37,13 +37,17 @@ from jaxcnn.train import distributed, steps
 from jaxcnn.train import metrics as metrics_io
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
-from jaxcnn.train.evaluation import evaluate_dataset, recompute_after_training
-from jaxcnn.train.executors import OneDevice
+from jaxcnn.train.evaluation import (  # noqa: F401  (evaluate, evaluate_workdir: loop's API)
+    CHECKPOINT_SUBDIR,
+    evaluate,
+    evaluate_dataset,
+    evaluate_workdir,
+    recompute_after_training,
+)
 from jaxcnn.train.prefetch import prefetch_to_device
-from jaxcnn.train.run_setup import build_state, load_datasets, setup_run
+from jaxcnn.train.run_setup import build_state, setup_run  # noqa: F401  (build_state: loop's API)
 from jaxcnn.train.step_metrics import StepMetricsBuffer
 
-CHECKPOINT_SUBDIR = "checkpoints"
 # The host reads the steps' metrics every this many steps (and at checkpoints and
 # epoch ends); in between, steps are dispatched without waiting for the device.
 READ_EVERY_STEPS = 10
@@ -185,46 +189,6 @@ def _recompute_batch_stats(config, executor, device_state, runner, position, wor
         "position": dataclasses.asdict(position), "data_seed": config.seed})
     return {"recomputed_test_loss": report["after"]["loss"],
             "recomputed_test_accuracy": report["after"]["accuracy"]}
-
-
-def evaluate(executor, state, dataset, batch_size: int, preprocess) -> tuple[float, float]:
-    """Mean loss and accuracy of ``state`` over all of ``dataset`` (no example dropped).
-
-    Batch means are weighted by batch size, so a final partial batch counts for
-    what it holds. Returns Python floats ``(loss, accuracy)``.
-    """
-
-    metrics = evaluate_dataset(executor.eval_step, state, dataset, batch_size, preprocess.eval)
-    return metrics["loss"], metrics["accuracy"]
-
-
-def evaluate_workdir(workdir: str | Path, *, data_dir: str | None = None) -> dict:
-    """Evaluate the latest checkpoint of the run in ``workdir`` on its test split (one device).
-
-    Returns ``{"dataset", "test_loss", "test_accuracy", "test_images", "step"}``.
-    Raises FileNotFoundError when ``workdir`` has no config.json or no checkpoint.
-    """
-
-    config = TrainConfig.load(workdir)
-    if data_dir is not None:
-        config = config.replace(data_dir=data_dir)
-    config.check_names()
-    checkpoint_dir = Path(workdir) / CHECKPOINT_SUBDIR
-    if not checkpoint_dir.is_dir() or not any(checkpoint_dir.iterdir()):
-        raise FileNotFoundError(f"no checkpoints in {checkpoint_dir}: train first")
-    _, test_set = load_datasets(config)
-    # The optimizer-state structure does not depend on the schedule's length.
-    template, _ = build_state(config, test_set.num_classes, test_set.image_shape, 1)
-    with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints) as checkpointer:
-        restored = checkpointer.restore_latest(template)
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoints in {checkpoint_dir}: train first")
-    state, _ = restored
-    mean, std = data.normalization_stats(config.dataset, test_set)
-    loss, accuracy = evaluate(OneDevice(), state, test_set, config.eval_batch_size,
-                              data.Preprocess(mean, std, augmentation=None))
-    return {"dataset": config.dataset, "test_loss": loss, "test_accuracy": accuracy,
-            "test_images": len(test_set), "step": int(state.step)}
 
 
 class _EpochRunner:
