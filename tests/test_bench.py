@@ -205,3 +205,33 @@ def test_peak_memory_grows_with_what_the_process_holds():
     grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True, timeout=120).stdout)
     assert 120 < grown < 200  # the 128 MiB block (134 MB), touched by np.ones
+
+
+def test_sweep_defaults_to_the_depth_batch_grid_and_plots_what_was_measured(tmp_path, capsys,
+                                                                            tiny_report):
+    import argparse
+
+    from jaxcnn.bench.runner import add_arguments, settings_from_args
+    from jaxcnn.bench.sweep_plot import SWEEP_BATCH_SIZES, SWEEP_MODELS, plot_sweep
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    settings = settings_from_args(parser.parse_args(["--sweep"]))
+    assert (settings.models, settings.batch_sizes) == (SWEEP_MODELS, SWEEP_BATCH_SIZES)
+    assert SWEEP_BATCH_SIZES == (32, 64, 128, 256, 512)
+    narrowed = settings_from_args(parser.parse_args(["--sweep", "--models", "lenet5",
+                                                     "--batch-size", "2,4"]))
+    assert (narrowed.models, narrowed.batch_sizes) == (("lenet5",), (2, 4))
+    plain = settings_from_args(parser.parse_args([]))
+    assert (plain.models, plain.batch_sizes) == (("lenet5", "resnet20"), (128,))
+
+    path = plot_sweep(tiny_report, tmp_path / "sweep.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no model measurements"):
+        plot_sweep({"models": []}, tmp_path / "empty.png")
+    status = cli_main(["bench", "--sweep", "--models", "lenet5", "--batch-size", "2,4",
+                       "--rounds", "1", "--iterations", "1", "--warmup", "0", "--pause", "0",
+                       "--matmul-size", "32", "--no-torch", "--plot", str(tmp_path / "cli.png")])
+    assert status == 0 and (tmp_path / "cli.png").is_file()
+    out = capsys.readouterr().out
+    assert sum(line.startswith("lenet5") and " train " in line for line in out.splitlines()) == 2

@@ -3,6 +3,7 @@
     jaxcnn bench                                  # lenet5 + resnet20 at B=128 vs PyTorch
     jaxcnn bench --models resnet20 --batch-size 64,128 --json bench.json
     jaxcnn bench --per-layer --impls xla,im2col,auto
+    jaxcnn bench --sweep --memory                 # ResNet-20/56/110 x batch 32..512, plot, memory
 
 One run measures, in this order: the matmul peak (XLA and PyTorch), then per
 model and batch size the train and eval steps (JAX and PyTorch interleaved),
@@ -123,10 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the benchmark's flags to ``parser`` (shared by ``jaxcnn bench`` and experiments/bench.py)."""
     defaults = BenchSettings.__dataclass_fields__
     add = parser.add_argument
-    add("--models", type=_comma_list(str), default=DEFAULT_MODELS, metavar="A,B",
-        help=f"zoo models; default: {','.join(DEFAULT_MODELS)}")
-    add("--batch-size", dest="batch_sizes", type=_comma_list(int), default=(128,),
-        metavar="N[,M]", help="batch size(s); default: 128")
+    add("--models", type=_comma_list(str), default=None, metavar="A,B",
+        help=f"zoo models; default: {','.join(DEFAULT_MODELS)} (--sweep: resnet20,resnet56,resnet110)")
+    add("--batch-size", dest="batch_sizes", type=_comma_list(int), default=None,
+        metavar="N[,M]", help="batch size(s); default: 128 (--sweep: 32,64,128,256,512)")
     add("--rounds", type=int, default=defaults["rounds"].default, metavar="N",
         help="interleaved timing rounds (the median is reported); default: %(default)s")
     add("--iterations", type=int, default=defaults["iterations"].default, metavar="N",
@@ -155,6 +156,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--memory", action="store_true",
         help="also measure each model's peak resident memory while training (fresh processes: "
         "jaxcnn, jaxcnn with glibc's default malloc, PyTorch)")
+    add("--sweep", action="store_true",
+        help="the depth x batch-size grid: ResNet-20/56/110 at batch 32,64,128,256,512 (unless "
+        "--models/--batch-size are given), with a plot (--plot)")
+    add("--plot", dest="plot_path", default=None, metavar="PATH",
+        help="with --sweep: where the plot goes; default: bench_sweep.png")
     add("--json", dest="json_path", default=None, metavar="PATH",
         help="also write the full report (every round's time) as JSON")
 
@@ -166,9 +172,16 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
                if impl not in _impl_names()]
     if unknown:
         raise ValueError(f"unknown conv implementation(s) {unknown}; expected {list(_impl_names())}")
+    models, batch_sizes = DEFAULT_MODELS, (128,)
+    if args.sweep:
+        from jaxcnn.bench.sweep_plot import SWEEP_BATCH_SIZES, SWEEP_MODELS
+
+        models, batch_sizes = SWEEP_MODELS, SWEEP_BATCH_SIZES
+    models = models if args.models is None else tuple(args.models)
+    batch_sizes = batch_sizes if args.batch_sizes is None else tuple(args.batch_sizes)
     return BenchSettings(
-        models=tuple(args.models),
-        batch_sizes=tuple(args.batch_sizes),
+        models=models,
+        batch_sizes=batch_sizes,
         rounds=args.rounds,
         iterations=args.iterations,
         warmup=args.warmup,
@@ -374,6 +387,10 @@ def run_from_args(args: argparse.Namespace, *, out=print) -> int:
         with open(args.json_path, "w") as f:
             json.dump(report, f, indent=1)
         out(f"wrote {args.json_path}")
+    if args.sweep:
+        from jaxcnn.bench.sweep_plot import plot_sweep
+
+        out(f"wrote {plot_sweep(report, args.plot_path or 'bench_sweep.png')}")
     return 0
 
 
