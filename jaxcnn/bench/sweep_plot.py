@@ -46,6 +46,9 @@ def plot_sweep(report: dict, path: str | Path) -> Path:
                 if theirs:
                     ax.plot(*zip(*theirs), "s--", color=colors[name], label=f"{name} PyTorch")
             ax.set_xscale("log", base=2)
+            sizes = sorted({r["batch_size"] for r in results})
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.minorticks_off()
             ax.set(xlabel="batch size", ylabel=label, title=f"{phase} step: {label}")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
