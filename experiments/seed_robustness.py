@@ -13,7 +13,7 @@ whose final test accuracy is below 20% has "collapsed" (chance is 10%).
 
 Variants (see VARIANTS):
   default      the recipe as it stands (He-normal convs, LeCun-normal dense layers)
-  warmup       + a linear warm-up from 0 over --warmup-epochs (default 0.1 epoch = 46 steps)
+  warmup       + a linear warm-up from 0 over --warmup-epochs (default 0.1 epoch = 47 steps)
   torch_init   every conv and dense kernel drawn as PyTorch's default does
                (`kernel_init="torch_uniform"`: U(+-1/sqrt(fan_in)))
   lecun_init   every conv and dense kernel LeCun normal (`kernel_init="lecun_normal"`)
