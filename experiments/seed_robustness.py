@@ -48,11 +48,11 @@ COLLAPSE_ACCURACY = 0.20
 LOSS_AT = (1, 10, 50, 100)  # steps at which the table shows the training loss (and the last)
 
 
-def recipe(model: str, seed: int, epochs: int = 1):
+def recipe(model: str, seed: int, epochs: int = 1, lr: float = 0.05):
     """The classic SGD recipe (no augmentation) for ``model`` on MNIST, one device."""
     from jaxcnn.train.config import TrainConfig
 
-    return TrainConfig(model=model, dataset="mnist", optimizer="sgd", lr=0.05, momentum=0.9,
+    return TrainConfig(model=model, dataset="mnist", optimizer="sgd", lr=lr, momentum=0.9,
                        schedule="cosine", augment=False, epochs=epochs, seed=seed, devices=1)
 
 
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="steps per run (default: 300)")
     parser.add_argument("--epochs", type=int, default=1,
                         help="epochs the cosine schedule is laid out over (default: 1)")
+    parser.add_argument("--lr", type=float, default=0.05,
+                        help="peak learning rate (default: 0.05, the recipe's)")
     parser.add_argument("--warmup-epochs", type=float, default=0.1,
                         help="warm-up length of the warmup variant (default: 0.1)")
     parser.add_argument("--trace", type=int, metavar="SEED", default=None,
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
 
     if args.trace is not None:
-        config = variant_config(recipe(args.model, args.trace, args.epochs), args.variants[0],
+        config = variant_config(recipe(args.model, args.trace, args.epochs, args.lr), args.variants[0],
                                 warmup_epochs=args.warmup_epochs)
         trace(config, args.steps)
         return 0
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         for seed in args.seeds:
             start = time.perf_counter()
-            config = variant_config(recipe(args.model, seed, args.epochs), variant,
+            config = variant_config(recipe(args.model, seed, args.epochs, args.lr), variant,
                                     warmup_epochs=args.warmup_epochs)
             results[variant, seed] = train_for(config, args.steps)
             print(f"{variant} seed {seed}: test accuracy {results[variant, seed]['accuracy']:.2%} "
