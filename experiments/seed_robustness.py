@@ -24,8 +24,10 @@ prints, for the first --steps steps of one seed and variant, the loss, the
 global gradient norm, the largest |logit| and the fraction of dead ReLU units
 per layer (units that output 0 for every image and position of the batch).
 
-Runtime on the project's shared 2-core CPU: about 40 s per LeNet-5 run of 300
-steps (so ~20 min for 3 variants x 10 seeds); ResNet-20 is ~5x slower per step.
+Runtime on the project's shared 2-core CPU: about 25 s per LeNet-5 run of 300
+steps (~13 min for 3 variants x 10 seeds); about 80 s per ResNet-20 run of 150
+steps (~27 min for 2 variants x 10 seeds). Results: experiments/PERFORMANCE.md,
+"Seed robustness of the classic SGD recipe".
 """
 from __future__ import annotations
 
