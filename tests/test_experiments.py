@@ -141,22 +141,6 @@ def test_accelerator_check_quick_mode_runs_on_the_cpu(tmp_path):
     assert "conv agreement" in result.stdout and "training bfloat16" in result.stdout
 
 
-def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
-    """experiments/loop_overhead.py: one tiny round gives positive img/s and the three ratios."""
-    import re
-
-    load_recipe("loop_overhead").main(["--rounds", "1", "--train-examples", "256"])
-    out = capsys.readouterr().out
-    median = [line for line in out.splitlines() if line.startswith("median")]
-    assert len(median) == 1, out
-    numbers = re.findall(r"(\d+) img/s", median[0])
-    ratios = [float(r) for r in re.findall(r"\((\d+\.\d+)x\)", median[0])]
-    assert len(numbers) == 3 and all(int(n) > 0 for n in numbers), median
-    # The ratios are the loop's img/s over the step's, as printed.
-    step, loop, plain = (int(n) for n in numbers)
-    assert ratios == pytest.approx([loop / step, plain / step], abs=0.006)
-
-
 def test_seed_robustness_variants_table_and_summary():
     """experiments/seed_robustness.py: seeds parse, variants change only their fields, the table counts collapses."""
     robustness = load_recipe("seed_robustness")
@@ -194,3 +178,19 @@ def test_sgd_recipe_with_warmup_trains_the_seeds_that_collapsed_without_it():
         config = dataclasses.replace(robustness.recipe("lenet5", seed=seed), warmup_epochs=0.1)
         result = robustness.train_for(config, 150)
         assert result["accuracy"] > 0.95, (seed, result)
+
+def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
+    """experiments/loop_overhead.py: one tiny round gives positive img/s and the three ratios."""
+    import re
+
+    load_recipe("loop_overhead").main(["--rounds", "1", "--train-examples", "256"])
+    out = capsys.readouterr().out
+    median = [line for line in out.splitlines() if line.startswith("median")]
+    assert len(median) == 1, out
+    numbers = re.findall(r"(\d+) img/s", median[0])
+    ratios = [float(r) for r in re.findall(r"\((\d+\.\d+)x\)", median[0])]
+    assert len(numbers) == 3 and all(int(n) > 0 for n in numbers), median
+    # The ratios are the loop's img/s over the step's, as printed.
+    step, loop, plain = (int(n) for n in numbers)
+    assert ratios == pytest.approx([loop / step, plain / step], abs=0.006)
+
