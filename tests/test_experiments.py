@@ -193,4 +193,3 @@ def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
     # The ratios are the loop's img/s over the step's, as printed.
     step, loop, plain = (int(n) for n in numbers)
     assert ratios == pytest.approx([loop / step, plain / step], abs=0.006)
-
