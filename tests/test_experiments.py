@@ -179,6 +179,7 @@ def test_sgd_recipe_with_warmup_trains_the_seeds_that_collapsed_without_it():
         result = robustness.train_for(config, 150)
         assert result["accuracy"] > 0.95, (seed, result)
 
+
 def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
     """experiments/loop_overhead.py: one tiny round gives positive img/s and the three ratios."""
     import re
