@@ -1,6 +1,7 @@
 """The recipes in experiments/: their configs match the papers, and the smoke runs train."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -138,6 +139,46 @@ def test_accelerator_check_quick_mode_runs_on_the_cpu(tmp_path):
         assert run["test_accuracy"] > 0.5  # 20 Adam steps on MNIST
     assert report["bench"][0]["models"][0]["model"] == "lenet5"
     assert "conv agreement" in result.stdout and "training bfloat16" in result.stdout
+
+
+def test_seed_robustness_variants_table_and_summary():
+    """experiments/seed_robustness.py: seeds parse, variants change only their fields, the table counts collapses."""
+    robustness = load_recipe("seed_robustness")
+    assert robustness.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    base = robustness.recipe("lenet5", seed=3)
+    assert (base.optimizer, base.lr, base.momentum, base.schedule, base.augment, base.seed) == (
+        "sgd", 0.05, 0.9, "cosine", False, 3)
+    assert robustness.variant_config(base, "default", warmup_epochs=0.1) == base
+    warm = robustness.variant_config(base, "warmup", warmup_epochs=0.1)
+    assert warm == dataclasses.replace(base, warmup_epochs=0.1)
+    torch_init = robustness.variant_config(base, "torch_init", warmup_epochs=0.1)
+    assert torch_init == dataclasses.replace(base, model_kwargs={"kernel_init": "torch_uniform"})
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        robustness.variant_config(base, "nope", warmup_epochs=0.1)
+
+    results = {("default", 0): {"losses": {1: 3.1, 10: 2.3, 50: 2.3, 100: 2.3, 300: 2.3}, "accuracy": 0.1135},
+               ("default", 1): {"losses": {1: 2.6, 10: 2.2, 50: 0.4, 100: 0.2, 300: 0.1}, "accuracy": 0.9793},
+               ("warmup", 0): {"losses": {1: 3.1, 10: 1.0, 50: 0.3, 100: 0.2, 300: 0.1}, "accuracy": 0.98},
+               ("warmup", 1): {"losses": {1: 2.6, 10: 0.9, 50: 0.3, 100: 0.2, 300: 0.1}, "accuracy": 0.985}}
+    table = robustness.format_table(results, steps=300)
+    lines = table.splitlines()
+    assert lines[0] == ("| variant | seed | loss@1 | loss@10 | loss@50 | loss@100 | loss@300 "
+                        "| test acc | collapsed |")
+    assert "| default | 0 | 3.100 | 2.300 | 2.300 | 2.300 | 2.300 | 11.35% | yes |" in lines
+    assert "| warmup | 1 | 2.600 | 0.900 | 0.300 | 0.200 | 0.100 | 98.50% | no |" in lines
+    assert "default: 1 of 2 seeds collapsed (seeds 0); test accuracy 11.35% to 97.93%" in lines
+    assert "warmup: 0 of 2 seeds collapsed; test accuracy 98.00% to 98.50%" in lines
+
+
+@pytest.mark.slow
+def test_sgd_recipe_with_warmup_trains_the_seeds_that_collapsed_without_it():
+    """Seeds 0 and 3 of the classic SGD recipe died without a warm-up (11.35%); with 0.1 epoch they learn."""
+    robustness = load_recipe("seed_robustness")
+    for seed in (0, 3):
+        config = dataclasses.replace(robustness.recipe("lenet5", seed=seed), warmup_epochs=0.1)
+        result = robustness.train_for(config, 150)
+        # Measured: 97.32% (seed 0) and 97.26% (seed 3); both 11.35% without the warm-up.
+        assert result["accuracy"] > 0.95, (seed, result)
 
 
 def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):

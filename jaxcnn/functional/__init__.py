@@ -48,8 +48,10 @@ from jaxcnn.functional.init import (
     glorot_uniform,
     he_normal,
     he_uniform,
+    initializer,
     lecun_normal,
     lecun_uniform,
+    torch_uniform,
 )
 from jaxcnn.functional import filters
 from jaxcnn.functional.regularization import l2_regularizer, weight_mask

@@ -26,6 +26,10 @@ Which to use (and the defaults of :mod:`jaxcnn.nn`):
     lecun_*   var 1 / fan_in              a linear output such as a classifier (Dense's default),
                                           and tanh networks (LeCun et al. 1998, "Efficient BackProp")
     glorot_*  var 2 / (fan_in + fan_out)  tanh / sigmoid networks (Glorot & Bengio 2010)
+    torch_uniform  var 1 / (3 fan_in)     PyTorch's default for nn.Conv2d / nn.Linear weights
+
+:data:`INITIALIZERS` names them, so that a model can take an initializer as a
+plain (JSON) field: ``models.get("lenet5", kernel_init="torch_uniform")``.
 """
 from __future__ import annotations
 
@@ -42,6 +46,9 @@ __all__ = [
     "glorot_uniform",
     "lecun_normal",
     "lecun_uniform",
+    "torch_uniform",
+    "INITIALIZERS",
+    "initializer",
     "zeros",
     "ones",
 ]
@@ -196,6 +203,19 @@ def lecun_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     return _uniform(key, dims, dtype, math.sqrt(3.0 / fan_in))
 
 
+def torch_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """PyTorch's default weight init: ``U(-limit, limit)`` with ``limit = 1 / sqrt(fan_in)``.
+
+    What ``nn.Conv2d`` and ``nn.Linear`` draw (``kaiming_uniform_(a=sqrt(5))``):
+    variance ``1 / (3 fan_in)``, a third of :func:`lecun_normal`'s and a sixth
+    of :func:`he_normal`'s (std ``sqrt(6) = 2.45`` times smaller than He's).
+    Args and returns as :func:`he_normal`.
+    """
+    dims, dtype = _check_shape(shape), _check_float_dtype(dtype)
+    fan_in, _ = fan_in_fan_out(dims)
+    return _uniform(key, dims, dtype, 1.0 / math.sqrt(fan_in))
+
+
 def zeros(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     """All zeros of ``shape`` and ``dtype`` (biases, BN shift); ``key`` is ignored.
 
@@ -209,3 +229,27 @@ def ones(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     """All ones of ``shape`` and ``dtype`` (BN scale); ``key`` is ignored. Any rank."""
     del key
     return jnp.ones(_check_shape(shape), dtype)
+
+
+# Kernel initializers by name (model fields such as LeNet5.kernel_init hold a name,
+# so that a config stays plain JSON).
+INITIALIZERS = {
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "glorot_normal": glorot_normal,
+    "glorot_uniform": glorot_uniform,
+    "lecun_normal": lecun_normal,
+    "lecun_uniform": lecun_uniform,
+    "torch_uniform": torch_uniform,
+}
+
+
+def initializer(name: str):
+    """The kernel initializer called ``name`` in :data:`INITIALIZERS`, e.g. ``"torch_uniform"``.
+
+    Raises:
+      ValueError: for an unknown name (the message lists the known ones).
+    """
+    if name not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {name!r}; expected one of {', '.join(INITIALIZERS)}")
+    return INITIALIZERS[name]

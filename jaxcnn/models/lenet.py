@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.functional.conv import DEFAULT_CONV_IMPL
+from jaxcnn.functional.init import initializer
 from jaxcnn.nn import (
     AdaptiveAvgPool,
     AdaptiveMaxPool,
@@ -36,6 +37,14 @@ from jaxcnn.nn import (
 __all__ = ["LeNet5", "LeNet5Adaptive", "LeNet5Classic"]
 
 
+def _kernel_inits(name: str | None) -> dict[str, dict]:
+    """``{"conv": kwargs, "dense": kwargs}`` for the layers: empty for None (their defaults)."""
+    if name is None:
+        return {"conv": {}, "dense": {}}
+    init = initializer(name)
+    return {"conv": {"kernel_init": init}, "dense": {"kernel_init": init}}
+
+
 class LeNet5(nn.Module):
     """The slides' LeNet-5 (1,256,080 params for 28x28x1 input and 10 classes).
 
@@ -46,25 +55,34 @@ class LeNet5(nn.Module):
     pool halves it (floor), so fc3 sees ``floor(floor(H/2)/2) * floor(floor(W/2)/2) * 50``
     features -- 2450 for 28x28, 200 for 8x8 -- read from the shape at init.
     Output ``(N, num_classes)`` logits.
+
+    ``kernel_init``: None (default) keeps each layer's own initializer (He normal
+    for the convs, LeCun normal for the dense layers); a name from
+    :data:`jaxcnn.functional.init.INITIALIZERS` (e.g. ``"torch_uniform"``,
+    PyTorch's default) draws every conv and dense kernel with it. Biases start at 0.
     """
 
     num_classes: int = 10
     conv_impl: str = DEFAULT_CONV_IMPL
     dtype: Any = jnp.float32
+    kernel_init: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train  # no train/eval difference in this model
-        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv1")(x)
+        init = _kernel_inits(self.kernel_init)
+        x = Conv(20, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv1",
+                 **init["conv"])(x)
         x = ReLU(name="relu1")(x)
         x = MaxPool(2, 2, name="pool1")(x)
-        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv2")(x)
+        x = Conv(50, (5, 5), padding=2, impl=self.conv_impl, dtype=self.dtype, name="conv2",
+                 **init["conv"])(x)
         x = ReLU(name="relu2")(x)
         x = MaxPool(2, 2, name="pool2")(x)
         x = Flatten(name="flatten")(x)
-        x = Dense(500, dtype=self.dtype, name="fc3")(x)
+        x = Dense(500, dtype=self.dtype, name="fc3", **init["dense"])(x)
         x = ReLU(name="relu3")(x)
-        return Dense(self.num_classes, dtype=self.dtype, name="fc4")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc4", **init["dense"])(x)
 
 
 class LeNet5Adaptive(nn.Module):

@@ -14,8 +14,9 @@ the first loss is ~5.2 and test accuracy after 100 steps 85% (77% in the worst
 seed); with LeCun normal ~3.2 and 92% (91% worst). With Adam at lr 1e-3 (the
 main job's optimizer), 300 steps, 2 seeds: 96.9% vs 97.5%. With SGD lr 0.05
 and momentum 0.9, one of 2 seeds collapsed to a constant prediction with
-either init (the other reached 39% with He, 94% with LeCun): that rate is too
-high for momentum SGD either way. Pass ``kernel_init=he_normal`` to a hidden
+either init (the other reached 39% with He, 94% with LeCun) -- started at the
+full rate; with a 0.1-epoch linear warm-up none of 10 seeds collapses
+(experiments/PERFORMANCE.md, "Seed robustness of the classic SGD recipe"). Pass ``kernel_init=he_normal`` to a hidden
 Dense layer for He's scale.
 """
 from __future__ import annotations

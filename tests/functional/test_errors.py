@@ -148,6 +148,8 @@ CASES = [
     case("lecun_uniform", key, (3, 3, 2, 4), jnp.int8, words=["dtype", "floating"], jit=False),
     case("glorot_normal", key, (4, -1), words=["shape", ">= 1"], jit=False),
     case("glorot_uniform", key, (), words=["shape ()", "rank 2 to 5"], jit=False),
+    case("torch_uniform", key, (3, 3, 0, 4), words=["shape", ">= 1"], jit=False),
+    case("initializer", "kaiming", words=["unknown initializer 'kaiming'", "torch_uniform"], jit=False),
     case("fan_in_fan_out", (), words=["shape ()", "rank 2 to 5"], jit=False),
     # filters
     case("filters.box", 0, words=["k", ">= 1"], jit=False),

@@ -58,6 +58,7 @@ def _expected_scale(name, shape):
         "glorot_uniform": math.sqrt(6 / (fan_in + fan_out)),
         "lecun_normal": math.sqrt(1 / fan_in),
         "lecun_uniform": math.sqrt(3 / fan_in),
+        "torch_uniform": 1 / math.sqrt(fan_in),
     }[name]
 
 
@@ -65,7 +66,8 @@ def _expected_scale(name, shape):
 # normal (Dense's default) on the dense layout and LeCun uniform on HWIO.
 DRAW_CASES = [(name, layout) for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
               for layout in ("dense", "HWIO")] + [("he_normal", "KIO"), ("he_normal", "DHWIO"),
-                                                  ("lecun_normal", "dense"), ("lecun_uniform", "HWIO")]
+                                                  ("lecun_normal", "dense"), ("lecun_uniform", "HWIO"),
+                                                  ("torch_uniform", "HWIO")]
 
 
 @pytest.mark.parametrize("name,layout", DRAW_CASES)
@@ -114,12 +116,35 @@ def test_initializers_keep_dtype_are_deterministic_and_differ_by_key():
     assert init.he_normal(jax.random.key(1), shape, jnp.bfloat16).dtype == jnp.bfloat16
     # Legacy uint32 keys and a list shape are accepted too.
     assert init.he_normal(jax.random.PRNGKey(1), list(shape)).shape == shape
-    for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform"):
+    for name in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform",
+                 "torch_uniform"):
         fn = getattr(init, name)
         with pytest.raises(ValueError, match="floating dtype, got int32"):
             fn(jax.random.key(1), shape, jnp.int32)
         with pytest.raises(ValueError, match="rank 2 to 5"):
             fn(jax.random.key(1), (8,))
+
+
+def test_torch_uniform_is_pytorchs_default_conv_weight_range():
+    torch = pytest.importorskip("torch")
+    # nn.Conv2d(64, 192, (3, 2)) weights: kaiming_uniform_(a=sqrt(5)) -> U(+-1/sqrt(fan_in)).
+    conv = torch.nn.Conv2d(64, 192, (3, 2))
+    limit = 1 / math.sqrt(3 * 2 * 64)
+    torch_max = float(conv.weight.detach().abs().max())
+    assert limit * 0.99 < torch_max <= limit
+    ours = init.torch_uniform(jax.random.key(0), FAN_CASES["HWIO"][0])
+    assert limit * 0.99 < float(jnp.abs(ours).max()) <= limit
+    # A sixth of He normal's variance: std sqrt(6) = 2.45 times smaller.
+    assert math.sqrt(2 / (3 * 2 * 64)) / (limit / math.sqrt(3)) == pytest.approx(math.sqrt(6))
+
+
+def test_initializers_by_name():
+    assert init.initializer("torch_uniform") is init.torch_uniform
+    assert init.initializer("he_normal") is init.he_normal
+    assert set(init.INITIALIZERS) == {"he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
+                                      "lecun_normal", "lecun_uniform", "torch_uniform"}
+    with pytest.raises(ValueError, match="unknown initializer 'kaiming'.*torch_uniform"):
+        init.initializer("kaiming")
 
 
 def test_zeros_and_ones():

@@ -67,6 +67,21 @@ def test_lenet5_jit_on_8x8_digits_equals_the_functional_composition():
     np.testing.assert_allclose(logits, by_hand, rtol=1e-4, atol=1e-4)
 
 
+def test_lenet5_kernel_init_names_one_initializer_for_every_kernel():
+    x = jnp.zeros((1, 8, 8, 1))
+    shapes = jax.eval_shape(models.get("lenet5").init, KEY, x)
+    params = models.get("lenet5", kernel_init="torch_uniform").init(KEY, x)["params"]
+    assert jax.tree.map(lambda a: a.shape, params) == jax.tree.map(lambda a: a.shape, shapes["params"])
+    # PyTorch's default: U(+-1/sqrt(fan_in)) for convs and dense layers alike; biases stay 0.
+    for name, fan_in in (("conv1", 25), ("conv2", 5 * 5 * 20), ("fc3", 200), ("fc4", 500)):
+        kernel = np.asarray(params[name]["kernel"])
+        limit = 1 / np.sqrt(fan_in)
+        assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit, name
+        np.testing.assert_array_equal(params[name]["bias"], 0)
+    with pytest.raises(ValueError, match="unknown initializer 'kaiming'"):
+        models.get("lenet5", kernel_init="kaiming").init(KEY, x)
+
+
 def test_lenet5_adaptive_classifies_two_input_sizes_with_one_set_of_parameters():
     model = models.get("lenet5_adaptive")
     variables = numpy_variables(model, jnp.zeros((1, 28, 28, 1)))
