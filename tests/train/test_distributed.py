@@ -159,6 +159,9 @@ def test_one_update_on_two_processes_equals_one_process_and_one_device(tmp_path)
         update = result["after"] - result["before"]
         assert np.linalg.norm(update - reference) / np.linalg.norm(reference) < 1e-2
         assert abs(float(result["loss"]) - float(one_device["loss"])) < 1e-4
+        # Random shifts of the assembled global batch draw what one device draws.
+        assert float(result["augmented_checksum"]) == pytest.approx(
+            float(one_device["augmented_checksum"]), rel=1e-6)
 
 
 def _train_process(workdir, coordinator, index, *extra):
