@@ -77,15 +77,21 @@ class Preprocess:
     """
 
     def __init__(self, mean, std, augmentation: tuple[int, bool] | None):
+        """``mean``/``std``: any form :func:`normalize` takes (scalar, ``(C,)``, ``(H, W, C)``)."""
         self.eval, self.train = _preprocess_functions(
-            tuple(np.asarray(mean, np.float32).tolist()),
-            tuple(np.asarray(std, np.float32).tolist()), augmentation)
+            _cache_key(mean), _cache_key(std), augmentation)
+
+
+def _cache_key(values) -> tuple:
+    """``(shape, flat values)``: a hashable form of a scalar or an array of statistics."""
+    array = np.asarray(values, np.float32)
+    return array.shape, tuple(array.ravel().tolist())
 
 
 @functools.lru_cache(maxsize=16)
-def _preprocess_functions(mean: tuple, std: tuple, augmentation):
+def _preprocess_functions(mean_key: tuple, std_key: tuple, augmentation):
     # NumPy constants: normalize() validates std on concrete values.
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    mean, std = (np.asarray(flat, np.float32).reshape(shape) for shape, flat in (mean_key, std_key))
 
     def train(images, key):
         if augmentation is not None:

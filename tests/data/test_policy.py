@@ -43,3 +43,14 @@ def test_normalization_stats_are_published_constants_or_measured():
     mean, std = data.normalization_stats("not-published", dataset)
     np.testing.assert_allclose(mean, [0.5], atol=1e-6)
     np.testing.assert_allclose(std, [0.5], atol=1e-6)
+
+
+def test_preprocess_takes_every_form_of_statistics_that_normalize_takes():
+    """A scalar, per-channel (C,) and per-pixel (H, W, C) mean/std, as `normalize` documents."""
+    from jaxcnn.data import Preprocess, normalize
+
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 4, 5, 2)).astype(np.uint8)
+    per_pixel = np.linspace(0.1, 0.9, 4 * 5 * 2, dtype=np.float32).reshape(4, 5, 2)
+    for mean, std in ((0.5, 0.25), ((0.4, 0.6), (0.2, 0.3)), (per_pixel, 1.0)):
+        np.testing.assert_allclose(np.asarray(Preprocess(mean, std, None).eval(images)),
+                                   np.asarray(normalize(images, mean, std)), rtol=1e-6, atol=1e-6)
