@@ -49,7 +49,7 @@ install-dev: $(VENV)/.dev
 train: $(VENV)/.base
 	$(PY) -m jaxcnn train
 
-# `make test` stays near 10 minutes on this project's 2-core machine; CI runs both.
+# `make test` takes about 12 minutes on this project's 2-core machine; CI runs both.
 test: $(VENV)/.dev
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
