@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jaxcnn.train import compilation_cache
 
 RUN = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1",
@@ -33,6 +35,7 @@ def _train(workdir, *flags, xdg_cache_home=None):
     return done.stdout
 
 
+@pytest.mark.slow
 def test_on_by_default_a_second_run_compiles_nothing_and_off_writes_nothing(tmp_path):
     cache = tmp_path / "xdg" / "jaxcnn" / "xla"  # the default folder under XDG_CACHE_HOME
     first = _train(tmp_path / "first", xdg_cache_home=tmp_path / "xdg")

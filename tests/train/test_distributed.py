@@ -2,9 +2,9 @@
 
 Every subprocess has a timeout, so a hung collective fails the test instead of CI.
 The CLI runs (2 processes x 2 devices vs 1 process x 4 devices vs 1 device,
-resume, evaluation in one process, the launcher stopping the others) are
-marked slow; the one-step equality and the runtime's reaction to a killed
-process run in `make test`.
+resume, evaluation in one process, a killed process ending the others, the
+launcher stopping the others) are marked slow; the one-step equality runs in
+`make test`.
 """
 import json
 import os
@@ -185,6 +185,7 @@ def _wait_for_line(process, words: str, timeout: float) -> str:
     raise AssertionError(f"no line with {words!r} within {timeout} s; output: {''.join(seen)[-2000:]}")
 
 
+@pytest.mark.slow
 def test_killing_one_process_ends_the_other_with_the_runtimes_error(tmp_path):
     coordinator = f"127.0.0.1:{launcher.free_port()}"
     extra = ["--epochs", "50", "--heartbeat-timeout", "5"]
