@@ -13,11 +13,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from jaxcnn import data
-from jaxcnn.train import steps
+from jaxcnn.train import distributed, steps
 from jaxcnn.train.batch_stats import recompute_batch_stats
 from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.config import TrainConfig
@@ -84,7 +83,7 @@ def recompute_after_training(config, state, train_set, test_set, preprocess_eval
     count = min(config.recompute_batch_stats, data.num_batches(len(train_set), config.batch_size,
                                                                 drop_remainder=True))
     report = {"batches": count, "before": dict(before), "after": after}
-    if jax.process_index() == 0:  # every process computed the same; one writes
+    if distributed.is_main_process():  # every process computed the same; one writes
         Path(workdir, RECOMPUTE_FILENAME).write_text(
             json.dumps(report, indent=2, sort_keys=True) + "\n")
         print(f"batch-norm statistics recomputed over {count} training batches: test accuracy "

@@ -58,10 +58,13 @@ def write_metrics(workdir: str | Path, records: Sequence[Mapping]) -> Path:
     Rewriting the whole (small) file from the checkpointed history, rather than
     appending, keeps it consistent with the checkpoint after a crash at any point.
     """
-    path = Path(workdir) / METRICS_FILENAME
-    lines = [json.dumps(check_record(r)) for r in records]
+    return _write_jsonl(Path(workdir) / METRICS_FILENAME, [check_record(r) for r in records])
+
+
+def _write_jsonl(path: Path, records: Sequence[Mapping]) -> Path:
+    """Write one JSON object per line to a temporary file, then rename it over ``path``."""
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
     os.replace(tmp, path)
     return path
 
@@ -76,18 +79,14 @@ def write_step_evals(workdir: str | Path, records: Sequence[Mapping]) -> Path:
     the run started (set-up, compilation, training and evaluations; a resumed
     run continues from the checkpoint's value).
     """
-    path = Path(workdir) / STEP_EVALS_FILENAME
-    lines = []
+    checked = []
     for record in records:
         if sorted(record) != sorted(STEP_EVAL_KEYS):
             raise ValueError(f"a step evaluation record needs exactly the keys {list(STEP_EVAL_KEYS)}, "
                              f"got {sorted(record)}")
-        lines.append(json.dumps({k: (int(record[k]) if k == "step" else float(record[k]))
-                                 for k in STEP_EVAL_KEYS}))
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
-    return path
+        checked.append({k: (int(record[k]) if k == "step" else float(record[k]))
+                        for k in STEP_EVAL_KEYS})
+    return _write_jsonl(Path(workdir) / STEP_EVALS_FILENAME, checked)
 
 
 def read_step_evals(workdir: str | Path) -> list[dict]:
