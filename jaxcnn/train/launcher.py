@@ -159,6 +159,14 @@ def _stop(children: list[subprocess.Popen], first_signal: int) -> None:
 def _forward(pipe, out, prefix: bytes) -> None:
     """Copy a child's output to ``out`` as it comes (progress bars too), minus Gloo's notices."""
     sink = out.buffer if hasattr(out, "buffer") else None
+
+    def emit(text: bytes) -> None:
+        if sink is not None:
+            sink.write(text)
+        else:
+            out.write(text.decode(errors="replace"))
+        out.flush()
+
     pending = b""
     while chunk := os.read(pipe.fileno(), 65536):
         pending += chunk
@@ -169,15 +177,7 @@ def _forward(pipe, out, prefix: bytes) -> None:
         if pending and not b"[Gloo]".startswith(pending[:6]):
             text, pending = text + prefix + pending, b""
         if text:
-            if sink is not None:
-                sink.write(text)
-            else:
-                out.write(text.decode(errors="replace"))
-            out.flush()
+            emit(text)
     if pending and not _GLOO_NOTICE.search(pending):
-        if sink is not None:
-            sink.write(prefix + pending)
-        else:
-            out.write((prefix + pending).decode(errors="replace"))
-        out.flush()
+        emit(prefix + pending)
     pipe.close()
