@@ -2,6 +2,7 @@
 
     python experiments/time_to_accuracy.py [--target 0.99] [--epochs 2] [--eval-every 100]
         [--optimizer sgd --lr 0.05 --momentum 0.9 --schedule cosine] [--seed 0] [--torch-seed 0]
+        [--warm-cache] [--rounds 3] [--torch-first]
 
 The course's recipe by default: LeNet-5 on MNIST, SGD with momentum 0.9, lr 0.05
 with a cosine decay to 0 over the run, batch 128, no augmentation, inputs
@@ -10,7 +11,11 @@ every `--eval-every` steps. About 3-4 minutes on a 2-core CPU.
 
 - jaxcnn: `python -m jaxcnn train ... --eval-every N --compilation-cache off`
   in a subprocess, as a user runs it (start-up and compilation included);
-  `step_evals.jsonl` gives each evaluation's step and wall time.
+  `step_evals.jsonl` gives each evaluation's step and wall time. With
+  `--warm-cache` the same command runs twice with a fresh compilation cache
+  (`--compilation-cache DIR`): "jaxcnn cold" compiles everything, "jaxcnn
+  warm" is the second run, as a user's next run of the command, which loads
+  the compiled train and eval steps from the cache.
 - PyTorch: `jaxcnn.bench.torch_models.torch_model("lenet5")` (the same layers,
   PyTorch's default initialisation) trained in this process on the same batches
   in the same order (`jaxcnn.data.batches` with the same seed), with the same
@@ -18,7 +23,10 @@ every `--eval-every` steps. About 3-4 minutes on a 2-core CPU.
   loading the data (as jaxcnn's clock), evaluations included.
 The table gives, for each, the first evaluated step at or above `--target`,
 its wall time, and the last evaluation; then jaxcnn's / PyTorch's wall time.
-Only ratios measured in one run mean anything (hosts differ).
+Only ratios measured in one run mean anything (hosts differ). `--rounds R`
+repeats it all R times, PyTorch first in every other round (the machine's
+speed drifts over minutes, and whoever runs second would carry the drift),
+and ends with the median ratio.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,16 +60,25 @@ def _parse(argv):
     parser.add_argument("--jaxcnn-flags", default="",
                         help="more `jaxcnn train` flags, e.g. '--warmup-epochs 0.2'")
     parser.add_argument("--workdir", default=None, help="jaxcnn's workdir (default: a temporary one)")
-    return parser.parse_args(argv)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat everything, alternating which library runs first; "
+                             "prints the median ratio")
+    parser.add_argument("--torch-first", action="store_true", help="run PyTorch before jaxcnn")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="run jaxcnn twice with a fresh compilation cache: a cold and a warm row")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    return args
 
 
-def _run_jaxcnn(args, workdir: Path) -> dict:
+def _run_jaxcnn(args, workdir: Path, compilation_cache: str = "off") -> dict:
     command = [sys.executable, "-m", "jaxcnn", "train", "--model", "lenet5", "--dataset", "mnist",
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                "--optimizer", args.optimizer, "--lr", str(args.lr), "--momentum",
                str(args.momentum), "--schedule", args.schedule, "--no-augment",
                "--seed", str(args.seed), "--eval-every", str(args.eval_every),
-               "--devices", "1", "--compilation-cache", "off", "--no-progress",
+               "--devices", "1", "--compilation-cache", compilation_cache, "--no-progress",
                "--workdir", str(workdir), *args.jaxcnn_flags.split()]
     for flag, value in (("--train-examples", args.train_examples),
                         ("--test-examples", args.test_examples)):
@@ -143,40 +161,80 @@ def _first_at(evals, target):
 
 
 def _table(results: dict, target: float) -> list[str]:
-    lines = [f"{'library':<8} {'first step >= ' + format(target, '.2%'):>20} {'wall s there':>13} "
+    lines = [f"{'library':<11} {'first step >= ' + format(target, '.2%'):>20} {'wall s there':>13} "
              f"{'last step':>10} {'last acc':>9} {'wall s':>8}"]
     for name, result in results.items():
         step, seconds = _first_at(result["evals"], target)
         last_step, last_accuracy, last_seconds = result["evals"][-1]
-        lines.append(f"{name:<8} {('not reached' if step is None else str(step)):>20} "
+        lines.append(f"{name:<11} {('not reached' if step is None else str(step)):>20} "
                      f"{('-' if seconds is None else f'{seconds:.1f}'):>13} {last_step:>10} "
                      f"{last_accuracy:>9.2%} {last_seconds:>8.1f}")
     return lines
 
 
+def _run_round(args, scratch: Path, workdir: Path) -> tuple[dict, list[str]]:
+    """One of each run (jaxcnn cold and warm, or jaxcnn; PyTorch); PyTorch first when asked."""
+    if args.warm_cache:
+        cache = str(scratch / "xla")  # fresh each round: the first run is cold
+        runs = {"jaxcnn cold": (workdir / "cold", cache), "jaxcnn warm": (workdir / "warm", cache)}
+    else:
+        runs = {"jaxcnn": (workdir, "off")}
+    results = {}
+    if args.torch_first:
+        results["pytorch"] = _run_torch(args)
+    for name, (run_dir, compilation_cache) in runs.items():
+        results[name] = _run_jaxcnn(args, run_dir, compilation_cache)
+        print(f"{name} done ({results[name]['process_seconds']:.1f} s as a process)", flush=True)
+    if not args.torch_first:
+        results["pytorch"] = _run_torch(args)
+    return {name: results[name] for name in [*runs, "pytorch"]}, list(runs)
+
+
+def _ratios(results: dict, names: list[str], target: float) -> dict:
+    """jaxcnn run name -> its time to ``target`` over PyTorch's (None where one did not reach it)."""
+    _, torch_seconds = _first_at(results["pytorch"]["evals"], target)
+    ratios = {}
+    for name in names:
+        _, jax_seconds = _first_at(results[name]["evals"], target)
+        ratios[name] = (None if jax_seconds is None or torch_seconds is None
+                        else jax_seconds / torch_seconds)
+    return ratios
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or Path(scratch) / "jaxcnn")
-        print(f"LeNet-5 on MNIST, {args.optimizer} lr {args.lr}"
-              f"{f' momentum {args.momentum}' if args.optimizer == 'sgd' else ''} "
-              f"({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, no augmentation, "
-              f"evaluation every {args.eval_every} steps; target {args.target:.2%}", flush=True)
-        results = {"jaxcnn": _run_jaxcnn(args, workdir)}
-        print(f"jaxcnn done ({results['jaxcnn']['process_seconds']:.1f} s as a process)", flush=True)
-        results["pytorch"] = _run_torch(args)
-    for line in _table(results, args.target):
-        print(line)
-    jax_step, jax_seconds = _first_at(results["jaxcnn"]["evals"], args.target)
-    torch_step, torch_seconds = _first_at(results["pytorch"]["evals"], args.target)
-    if jax_seconds is not None and torch_seconds is not None:
-        print(f"time to {args.target:.2%}: jaxcnn / PyTorch = {jax_seconds / torch_seconds:.2f}")
-    else:
-        print(f"time to {args.target:.2%}: not compared (not reached by "
-              f"{' and '.join(n for n, s in (('jaxcnn', jax_step), ('PyTorch', torch_step)) if s is None)})")
-    for name, result in results.items():
-        print(f"{name} evaluations (step, accuracy, wall s): "
-              + ", ".join(f"({s}, {a:.4f}, {t:.1f})" for s, a, t in result["evals"]))
+    print(f"LeNet-5 on MNIST, {args.optimizer} lr {args.lr}"
+          f"{f' momentum {args.momentum}' if args.optimizer == 'sgd' else ''} "
+          f"({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, no augmentation, "
+          f"evaluation every {args.eval_every} steps; target {args.target:.2%}", flush=True)
+    all_ratios = []
+    for round_index in range(args.rounds):
+        if args.rounds > 1:
+            # Alternate which library goes first, so a change of load falls on both alike.
+            args.torch_first = round_index % 2 == 1
+            print(f"round {round_index + 1} of {args.rounds} "
+                  f"({'PyTorch' if args.torch_first else 'jaxcnn'} first)", flush=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(args.workdir or Path(scratch) / "jaxcnn") / f"round{round_index + 1}"
+            results, names = _run_round(args, Path(scratch), workdir)
+        for line in _table(results, args.target):
+            print(line)
+        ratios = _ratios(results, names, args.target)
+        all_ratios.append(ratios)
+        for name, ratio in ratios.items():
+            if ratio is not None:
+                print(f"time to {args.target:.2%}: {name} / PyTorch = {ratio:.2f}")
+            else:
+                print(f"time to {args.target:.2%}: {name} / PyTorch not compared (not reached)")
+        for name, result in results.items():
+            print(f"{name} evaluations (step, accuracy, wall s): "
+                  + ", ".join(f"({s}, {a:.4f}, {t:.1f})" for s, a, t in result["evals"]))
+    if args.rounds > 1:
+        for name in all_ratios[0]:
+            values = [r[name] for r in all_ratios if r[name] is not None]
+            if values:
+                print(f"median over {len(values)} rounds: {name} / PyTorch = "
+                      f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
     return 0
 
 

@@ -20,7 +20,7 @@ defaults. They only concern the CPU backend; other backends ignore them.
 """
 from __future__ import annotations
 
-__all__ = ["TESTED_JAXLIB", "step_compiler_options"]
+__all__ = ["TESTED_JAXLIB", "step_compiler_options", "quick_compile_options"]
 
 # jaxlib (major, minor) versions on which the option below exists and was measured.
 TESTED_JAXLIB = ((0, 10),)
@@ -31,6 +31,11 @@ _YNN_WITHOUT_CONVOLUTIONS = {
         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
     ),
 }
+
+
+# For programs a run executes once or rarely and whose results are exact
+# (zeros, booleans): LLVM's optimisation level 0 compiles them 2-3x faster.
+_QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def _jaxlib_version(version: str) -> tuple[int, int] | None:
@@ -57,3 +62,22 @@ def step_compiler_options(jaxlib_version: str | None = None) -> dict:
     if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
         return {}
     return dict(_YNN_WITHOUT_CONVOLUTIONS)
+
+
+def quick_compile_options(jaxlib_version: str | None = None) -> dict:
+    """``compiler_options`` for small programs that run once or rarely (``{}`` = XLA's defaults).
+
+    For the optimizer state's initialisation (zeros) and the finiteness check
+    before a checkpoint (a boolean): their results do not depend on how well
+    the code is optimised, and a run waits for their compilation at its start
+    (experiments/PERFORMANCE.md, "Start-up"). Never for the model's
+    initialisation (its random draws may round differently) or the steps.
+    Same version gate as :func:`step_compiler_options`; a new dict each call.
+    """
+    if jaxlib_version is None:
+        import jaxlib
+
+        jaxlib_version = jaxlib.__version__
+    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
+        return {}
+    return dict(_QUICK_COMPILE)
