@@ -225,3 +225,38 @@ def test_time_to_accuracy_trains_both_libraries_on_the_same_batches(capsys):
     for name in ("jaxcnn cold", "jaxcnn warm"):
         ratio = float(re.search(rf"time to 20\.00%: {name} / PyTorch = (\d+\.\d+)", out).group(1))
         assert ratio > 0
+
+
+def test_profile_step_prints_the_step_by_operation_group(capsys):
+    """experiments/profile_step.py: one row per kind of operation, the oneDNN convolutions among them."""
+    from jaxcnn import native
+
+    load_recipe("profile_step").main(["--model", "lenet5", "--batch-size", "8", "--steps", "2",
+                                      "--top", "100"])
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith("lenet5 train step, batch 8: "), header
+    groups = {row.split()[-1]: float(row.split()[0]) for row in rows}
+    assert len(groups) == len(rows)  # numbered instances (fusion.3) are grouped
+    assert all(not name.rsplit(".", 1)[-1].isdigit() for name in groups)
+    assert all(ms >= 0 for ms in groups.values()) and sum(groups.values()) > 0
+    convolutions = {"jaxcnn_onednn_conv_fwd", "jaxcnn_onednn_conv_bwd_data",
+                    "jaxcnn_onednn_conv_bwd_weights"}
+    if native.available():  # impl="auto" picks oneDNN's kernels where they are built
+        assert convolutions <= set(groups), sorted(groups)
+    assert list(groups.values()) == sorted(groups.values(), reverse=True)
+
+
+@pytest.mark.slow
+def test_batch_norm_share_replaces_batch_norm_in_one_program_only():
+    """The "as it is" program is the library's step; the other differs; the module is restored."""
+    import jaxcnn.nn.batch_norm as nn_batch_norm
+    from jaxcnn import train
+
+    module = load_recipe("profile_step")
+    result = module.batch_norm_share("resnet20", 4, steps=1, rounds=2)
+    state, images, labels = module._state_and_batch("resnet20", 4)
+    _, metrics = train.train_step(state, images, labels)
+    assert result["batch norm"]["first_loss"] == pytest.approx(float(metrics["loss"]), rel=1e-5)
+    assert abs(result["batch norm replaced"]["first_loss"] - result["batch norm"]["first_loss"]) > 1e-3
+    assert all(len(r["ms"]) == 2 and min(r["ms"]) > 0 for r in result.values())
+    assert nn_batch_norm.batch_norm.__module__ == "jaxcnn.functional.batch_norm"
