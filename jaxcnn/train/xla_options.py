@@ -1,4 +1,4 @@
-"""XLA compiler options for the jitted train and eval steps, chosen by measurement on XLA:CPU.
+"""XLA compiler options for the jitted train and eval steps (and quick ones for one-off programs).
 
 jaxlib 0.10's XLA:CPU hands a convolution to YNNPACK when it has more than 16
 input or output features, and uses XLA's own (Eigen) convolution otherwise.
@@ -46,6 +46,17 @@ def _jaxlib_version(version: str) -> tuple[int, int] | None:
         return None
 
 
+def _if_tested(options: dict, jaxlib_version: str | None) -> dict:
+    """A copy of ``options`` on a jaxlib in :data:`TESTED_JAXLIB` (default: the installed one), else ``{}``."""
+    if jaxlib_version is None:
+        import jaxlib
+
+        jaxlib_version = jaxlib.__version__
+    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
+        return {}
+    return dict(options)
+
+
 def step_compiler_options(jaxlib_version: str | None = None) -> dict:
     """``compiler_options`` for ``jax.jit`` of a train or eval step (``{}`` = XLA's defaults).
 
@@ -55,13 +66,7 @@ def step_compiler_options(jaxlib_version: str | None = None) -> dict:
 
     Returns a new dict each call (safe to modify).
     """
-    if jaxlib_version is None:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
-        return {}
-    return dict(_YNN_WITHOUT_CONVOLUTIONS)
+    return _if_tested(_YNN_WITHOUT_CONVOLUTIONS, jaxlib_version)
 
 
 def quick_compile_options(jaxlib_version: str | None = None) -> dict:
@@ -70,14 +75,8 @@ def quick_compile_options(jaxlib_version: str | None = None) -> dict:
     For the optimizer state's initialisation (zeros) and the finiteness check
     before a checkpoint (a boolean): their results do not depend on how well
     the code is optimised, and a run waits for their compilation at its start
-    (experiments/PERFORMANCE.md, "Start-up"). Never for the model's
+    (experiments/PERFORMANCE.md, Session 4, "Start-up"). Never for the model's
     initialisation (its random draws may round differently) or the steps.
     Same version gate as :func:`step_compiler_options`; a new dict each call.
     """
-    if jaxlib_version is None:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
-        return {}
-    return dict(_QUICK_COMPILE)
+    return _if_tested(_QUICK_COMPILE, jaxlib_version)
