@@ -47,7 +47,6 @@ from jaxcnn.train.evaluation import (  # noqa: F401  (evaluate, evaluate_workdir
 from jaxcnn.train.prefetch import prefetch_to_device
 from jaxcnn.train.run_setup import build_state, setup_run  # noqa: F401  (build_state: loop's API)
 from jaxcnn.train.step_metrics import StepMetricsBuffer
-from jaxcnn.train.xla_options import quick_compile_options
 
 # The host reads the steps' metrics every this many steps (and at checkpoints and
 # epoch ends); in between, steps are dispatched without waiting for the device.
@@ -369,12 +368,10 @@ def _check_workdir(config: TrainConfig, workdir: Path, checkpoint_dir: Path, res
         raise ValueError(f"cannot change {details} when resuming {workdir}")
 
 
+@jax.jit
 def _tree_all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-_tree_all_finite = jax.jit(_tree_all_finite, compiler_options=quick_compile_options())
 
 
 def _all_finite(tree) -> bool:

@@ -15,8 +15,6 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from jaxcnn.train.xla_options import quick_compile_options
-
 
 class TrainState(train_state.TrainState):
     """Flax's ``TrainState`` (``step``, ``apply_fn``, ``params``, ``tx``, ``opt_state``) plus:
@@ -105,15 +103,10 @@ def create_train_state(
             f"model has variable collections {sorted(unknown)}; TrainState keeps only "
             "'params' and 'batch_stats'"
         )
-    # tx.init eagerly compiles one tiny program per distinct parameter shape
-    # (zeros_like); as one jitted program it is a single quick compilation.
-    opt_state = jax.jit(tx.init, compiler_options=quick_compile_options())(variables["params"])
-    state = TrainState(
-        step=0,
+    state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         tx=tx,
-        opt_state=opt_state,
         batch_stats=variables.get("batch_stats", {}),
         dropout_key=dropout_key,
     )

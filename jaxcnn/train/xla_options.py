@@ -1,4 +1,4 @@
-"""XLA compiler options for the jitted train and eval steps (and quick ones for one-off programs).
+"""XLA compiler options for the jitted train and eval steps, chosen by measurement on XLA:CPU.
 
 jaxlib 0.10's XLA:CPU hands a convolution to YNNPACK when it has more than 16
 input or output features, and uses XLA's own (Eigen) convolution otherwise.
@@ -20,7 +20,7 @@ defaults. They only concern the CPU backend; other backends ignore them.
 """
 from __future__ import annotations
 
-__all__ = ["TESTED_JAXLIB", "step_compiler_options", "quick_compile_options"]
+__all__ = ["TESTED_JAXLIB", "step_compiler_options"]
 
 # jaxlib (major, minor) versions on which the option below exists and was measured.
 TESTED_JAXLIB = ((0, 10),)
@@ -33,28 +33,12 @@ _YNN_WITHOUT_CONVOLUTIONS = {
 }
 
 
-# For programs a run executes once or rarely and whose results are exact
-# (zeros, booleans): LLVM's optimisation level 0 compiles them 2-3x faster.
-_QUICK_COMPILE = {"xla_backend_optimization_level": 0}
-
-
 def _jaxlib_version(version: str) -> tuple[int, int] | None:
     try:
         major, minor = version.split(".")[:2]
         return int(major), int(minor)
     except ValueError:
         return None
-
-
-def _if_tested(options: dict, jaxlib_version: str | None) -> dict:
-    """A copy of ``options`` on a jaxlib in :data:`TESTED_JAXLIB` (default: the installed one), else ``{}``."""
-    if jaxlib_version is None:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
-        return {}
-    return dict(options)
 
 
 def step_compiler_options(jaxlib_version: str | None = None) -> dict:
@@ -66,17 +50,10 @@ def step_compiler_options(jaxlib_version: str | None = None) -> dict:
 
     Returns a new dict each call (safe to modify).
     """
-    return _if_tested(_YNN_WITHOUT_CONVOLUTIONS, jaxlib_version)
+    if jaxlib_version is None:
+        import jaxlib
 
-
-def quick_compile_options(jaxlib_version: str | None = None) -> dict:
-    """``compiler_options`` for small programs that run once or rarely (``{}`` = XLA's defaults).
-
-    For the optimizer state's initialisation (zeros) and the finiteness check
-    before a checkpoint (a boolean): their results do not depend on how well
-    the code is optimised, and a run waits for their compilation at its start
-    (experiments/PERFORMANCE.md, Session 4, "Start-up"). Never for the model's
-    initialisation (its random draws may round differently) or the steps.
-    Same version gate as :func:`step_compiler_options`; a new dict each call.
-    """
-    return _if_tested(_QUICK_COMPILE, jaxlib_version)
+        jaxlib_version = jaxlib.__version__
+    if _jaxlib_version(jaxlib_version) not in TESTED_JAXLIB:
+        return {}
+    return dict(_YNN_WITHOUT_CONVOLUTIONS)
