@@ -63,7 +63,8 @@ def _parse(argv):
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat everything, alternating which library runs first; "
                              "prints the median ratio")
-    parser.add_argument("--torch-first", action="store_true", help="run PyTorch before jaxcnn")
+    parser.add_argument("--torch-first", action="store_true",
+                        help="run PyTorch before jaxcnn (in the first round, with --rounds)")
     parser.add_argument("--warm-cache", action="store_true",
                         help="run jaxcnn twice with a fresh compilation cache: a cold and a warm row")
     args = parser.parse_args(argv)
@@ -172,20 +173,20 @@ def _table(results: dict, target: float) -> list[str]:
     return lines
 
 
-def _run_round(args, scratch: Path, workdir: Path) -> tuple[dict, list[str]]:
-    """One of each run (jaxcnn cold and warm, or jaxcnn; PyTorch); PyTorch first when asked."""
+def _run_round(args, scratch: Path, workdir: Path, torch_first: bool) -> tuple[dict, list[str]]:
+    """One of each run (jaxcnn cold and warm, or jaxcnn; PyTorch), PyTorch first if ``torch_first``."""
     if args.warm_cache:
         cache = str(scratch / "xla")  # fresh each round: the first run is cold
         runs = {"jaxcnn cold": (workdir / "cold", cache), "jaxcnn warm": (workdir / "warm", cache)}
     else:
         runs = {"jaxcnn": (workdir, "off")}
     results = {}
-    if args.torch_first:
+    if torch_first:
         results["pytorch"] = _run_torch(args)
     for name, (run_dir, compilation_cache) in runs.items():
         results[name] = _run_jaxcnn(args, run_dir, compilation_cache)
         print(f"{name} done ({results[name]['process_seconds']:.1f} s as a process)", flush=True)
-    if not args.torch_first:
+    if not torch_first:
         results["pytorch"] = _run_torch(args)
     return {name: results[name] for name in [*runs, "pytorch"]}, list(runs)
 
@@ -209,14 +210,14 @@ def main(argv=None) -> int:
           f"evaluation every {args.eval_every} steps; target {args.target:.2%}", flush=True)
     all_ratios = []
     for round_index in range(args.rounds):
+        # Alternate which library goes first, so a change of load falls on both alike.
+        torch_first = args.torch_first != (round_index % 2 == 1)
         if args.rounds > 1:
-            # Alternate which library goes first, so a change of load falls on both alike.
-            args.torch_first = round_index % 2 == 1
             print(f"round {round_index + 1} of {args.rounds} "
-                  f"({'PyTorch' if args.torch_first else 'jaxcnn'} first)", flush=True)
+                  f"({'PyTorch' if torch_first else 'jaxcnn'} first)", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(args.workdir or Path(scratch) / "jaxcnn") / f"round{round_index + 1}"
-            results, names = _run_round(args, Path(scratch), workdir)
+            results, names = _run_round(args, Path(scratch), workdir, torch_first)
         for line in _table(results, args.target):
             print(line)
         ratios = _ratios(results, names, args.target)

@@ -199,34 +199,43 @@ def test_loop_overhead_prints_the_loop_next_to_the_bare_step(capsys):
 
 @pytest.mark.slow
 def test_time_to_accuracy_trains_both_libraries_on_the_same_batches(capsys):
-    """experiments/time_to_accuracy.py at a tiny size, cold and warm cache: all reach the target."""
+    """experiments/time_to_accuracy.py, tiny, cold and warm cache, two rounds: all reach the target."""
     import re
 
     load_recipe("time_to_accuracy").main([
         "--train-examples", "2560", "--test-examples", "500", "--epochs", "1",
         "--eval-every", "10", "--optimizer", "adam", "--lr", "0.002", "--target", "0.2",
-        "--warm-cache"])
+        "--warm-cache", "--rounds", "2", "--torch-first"])
     out = capsys.readouterr().out
+    assert "round 1 of 2 (PyTorch first)" in out and "round 2 of 2 (jaxcnn first)" in out, out
     names = ("jaxcnn cold", "jaxcnn warm", "pytorch")
     rows = [line for line in out.splitlines() if line.startswith(names) and "done" not in line
             and "evaluations" not in line]
-    assert [next(n for n in names if row.startswith(n)) for row in rows] == list(names), out
-    evaluations = {}
+    assert [next(n for n in names if row.startswith(n)) for row in rows] == list(names) * 2, out
     for name in names:
-        found = re.search(rf"^{name} evaluations \(step, accuracy, wall s\): (.*)$", out,
-                          re.MULTILINE).group(1)
-        points = [tuple(float(v) for v in p.split(", ")) for p in re.findall(r"\(([^)]*)\)", found)]
-        assert [int(p[0]) for p in points] == [10, 20]  # 2560 // 128 = 20 steps, every 10
-        assert all(0 <= p[1] <= 1 for p in points) and points[0][2] < points[1][2]
-        assert points[-1][1] >= 0.2, out  # all learn (chance is 10%)
-        evaluations[name] = points
+        found = re.findall(rf"^{name} evaluations \(step, accuracy, wall s\): (.*)$", out,
+                           re.MULTILINE)
+        assert len(found) == 2, out
+        for evaluations in found:
+            points = [tuple(float(v) for v in p.split(", "))
+                      for p in re.findall(r"\(([^)]*)\)", evaluations)]
+            assert [int(p[0]) for p in points] == [10, 20]  # 2560 // 128 = 20 steps, every 10
+            assert all(0 <= p[1] <= 1 for p in points) and points[0][2] < points[1][2]
+            assert points[-1][1] >= 0.2, out  # all learn (chance is 10%)
     # The warm run is the same command: the same batches and updates, so the same accuracies.
-    assert [p[1] for p in evaluations["jaxcnn warm"]] == [p[1] for p in evaluations["jaxcnn cold"]]
+    accuracies = {name: re.findall(rf"^{name} evaluations .*$", out, re.MULTILINE)
+                  for name in ("jaxcnn cold", "jaxcnn warm")}
+    strip_times = lambda line: re.findall(r"\((\d+), ([\d.]+), ", line)  # noqa: E731
+    assert [strip_times(line) for line in accuracies["jaxcnn warm"]] == \
+        [strip_times(line) for line in accuracies["jaxcnn cold"]]
     for name in ("jaxcnn cold", "jaxcnn warm"):
-        ratio = float(re.search(rf"time to 20\.00%: {name} / PyTorch = (\d+\.\d+)", out).group(1))
-        assert ratio > 0
+        ratios = re.findall(rf"time to 20\.00%: {name} / PyTorch = (\d+\.\d+)", out)
+        assert len(ratios) == 2 and all(float(r) > 0 for r in ratios)
+        median = re.search(rf"median over 2 rounds: {name} / PyTorch = (\d+\.\d+) \((.*)\)", out)
+        assert median and median.group(2) == ", ".join(ratios), out
 
 
+@pytest.mark.slow
 def test_profile_step_prints_the_step_by_operation_group(capsys):
     """experiments/profile_step.py: one row per kind of operation, the oneDNN convolutions among them."""
     from jaxcnn import native
