@@ -27,18 +27,14 @@ import time
 def _bare_step_images_per_second(model_name: str, batch_size: int, steps: int) -> float:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxcnn import models, train
+    from jaxcnn.bench.model_bench import random_batch_and_state
 
-    model = models.get(model_name)
-    height, width, channels = models.input_shape(model_name)
     tx = train.make_optimizer("adam", 1e-3)
-    state = train.create_train_state(model, tx, jax.random.PRNGKey(0),
-                                     jnp.zeros((1, height, width, channels)))
-    rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.standard_normal((batch_size, height, width, channels), np.float32))
-    labels = jnp.asarray(rng.integers(0, 10, batch_size).astype(np.int32))
+    state, images, labels, _ = random_batch_and_state(model_name, models.get(model_name), tx,
+                                                      batch_size)
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
     for _ in range(3):  # compile and warm up
         state, metrics = train.train_step(state, images, labels)
     jax.block_until_ready(metrics)

@@ -54,23 +54,16 @@ def _parse(argv):
 
 
 def _state_and_batch(model_name: str, batch_size: int):
-    import jax
+    """The zoo model's state (SGD with momentum) and one random batch, on the device."""
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxcnn import models, train
+    from jaxcnn.bench.model_bench import random_batch_and_state
 
-    model = models.get(model_name)
-    height, width, channels = models.input_shape(model_name)
-    state = train.create_train_state(model, train.make_optimizer("sgd", 0.01, momentum=0.9),
-                                     jax.random.PRNGKey(0), jnp.zeros((1, height, width, channels)))
-    num_classes = jax.eval_shape(
-        lambda: state.apply_fn(state.variables(), jnp.zeros((1, height, width, channels)))
-    ).shape[-1]
-    rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.standard_normal((batch_size, height, width, channels), np.float32))
-    labels = jnp.asarray(rng.integers(0, num_classes, batch_size).astype(np.int32))
-    return state, images, labels
+    tx = train.make_optimizer("sgd", 0.01, momentum=0.9)
+    state, images, labels, _ = random_batch_and_state(
+        model_name, models.get(model_name), tx, batch_size)
+    return state, jnp.asarray(images), jnp.asarray(labels)
 
 
 def _op_group(name: str) -> str:

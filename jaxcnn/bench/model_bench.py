@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 
-__all__ = ["benchmark_model", "TRAIN_FLOPS_PER_FORWARD_MAC"]
+__all__ = ["benchmark_model", "random_batch_and_state", "TRAIN_FLOPS_PER_FORWARD_MAC"]
 
 # A training step costs about three forward passes (forward, input gradient,
 # weight gradient), and a multiply-add is two floating-point operations.
@@ -94,7 +94,6 @@ def benchmark_model(
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxcnn import models, summary, train
     from jaxcnn.bench.timing import interleave
@@ -106,17 +105,9 @@ def benchmark_model(
     input_shape = (batch_size, height, width, channels)
     forward_macs = sum(row.macs for row in summary.summarize(model, input_shape, train=False))
 
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal(input_shape, dtype=np.float32)
     tx = train.make_optimizer("sgd", LEARNING_RATE, momentum=MOMENTUM)
-    state = train.create_train_state(
-        model, tx, jax.random.PRNGKey(seed), jnp.zeros((1, height, width, channels))
-    )
+    state, images, labels, num_classes = random_batch_and_state(name, model, tx, batch_size, seed)
     params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(state.params))
-    num_classes = jax.eval_shape(
-        lambda: state.apply_fn(state.variables(), jnp.zeros((1, height, width, channels)))
-    ).shape[-1]
-    labels = rng.integers(0, num_classes, batch_size).astype(np.int32)
     images_jax, labels_jax = jnp.asarray(images), jnp.asarray(labels)
 
     start = time.perf_counter()
@@ -179,6 +170,31 @@ def benchmark_model(
             for phase in ("train", "eval")
         }
     return result
+
+
+def random_batch_and_state(name: str, model, tx, batch_size: int, seed: int = 0):
+    """A train state of ``model`` (zoo model ``name``) and one random batch of its input shape.
+
+    Returns ``(state, images, labels, num_classes)``: the state from
+    ``train.create_train_state(model, tx, PRNGKey(seed), zeros (1, H, W, C))``,
+    ``images`` float32 ``(batch_size, H, W, C)`` standard normal and ``labels``
+    int32 ``(batch_size,)`` in ``[0, num_classes)``, both NumPy arrays drawn from
+    ``np.random.default_rng(seed)``.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxcnn import models, train
+
+    height, width, channels = models.input_shape(name)
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, height, width, channels), dtype=np.float32)
+    sample = jnp.zeros((1, height, width, channels))
+    state = train.create_train_state(model, tx, jax.random.PRNGKey(seed), sample)
+    num_classes = jax.eval_shape(lambda: state.apply_fn(state.variables(), sample)).shape[-1]
+    labels = rng.integers(0, num_classes, batch_size).astype(np.int32)
+    return state, images, labels, num_classes
 
 
 def _torch_runners(name, images, labels, num_classes, jax_params, *, channels_last, device="cpu"):
